@@ -1,0 +1,18 @@
+/** Injection token of the resolved {@link ContextModuleOptions}. */
+export const CONTEXT_MODULE_OPTIONS = Symbol.for('nestjs-context:module-options');
+
+/** Injection token of the user's context class given to `ContextModule.forRoot()`. */
+export const CONTEXT_CLASS = Symbol.for('nestjs-context:context-class');
+
+/**
+ * Key under which the per-request record hangs on the Node request object (`IncomingMessage`).
+ * Registered globally (`Symbol.for`) so the ESM and CommonJS builds of this package agree on it.
+ * @internal
+ */
+export const RECORD_KEY = Symbol.for('nestjs-context:record');
+
+/** Default inbound headers read for a correlation id, in order. */
+export const DEFAULT_REQUEST_HEADERS: readonly string[] = ['x-request-id', 'x-correlation-id'];
+
+/** Default response header that echoes the correlation id. */
+export const DEFAULT_RESPONSE_HEADER = 'x-request-id';

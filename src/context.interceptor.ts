@@ -1,0 +1,21 @@
+import { Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import { Observable } from 'rxjs';
+import { ContextHost } from './context.host.js';
+import { storage } from './context.storage.js';
+
+/**
+ * The global interceptor that enters the context around every handler. On HTTP the context is
+ * usually entered already (before the pipeline) and this costs one lookup; where it is not (the
+ * `middleware` option off, non-HTTP handlers, or a framework that lost it), the handler's Observable
+ * is subscribed inside the context, and unsubscribing cancels the handler.
+ */
+@Injectable()
+export class ContextInterceptor implements NestInterceptor {
+  constructor(private readonly host: ContextHost) {}
+
+  intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const record = this.host.forExecution(ctx);
+    if (storage.getStore() === record) return next.handle();
+    return new Observable((subscriber) => storage.run(record, () => next.handle().subscribe(subscriber)));
+  }
+}

@@ -1,0 +1,69 @@
+import { Injectable } from '@nestjs/common';
+import { ContextError, ContextNotActiveError } from './context.errors.js';
+import { ContextHost } from './context.host.js';
+import { storage } from './context.storage.js';
+import type { RegisteredContext } from './current-context.js';
+
+/** Options of {@link ContextService.run}. */
+export interface ContextRunOptions<T> {
+  /** Use this object as the context instead of building a fresh one. */
+  context?: T;
+  /** Use this correlation id (checked with the module's validator) instead of a fresh one. */
+  correlationId?: string;
+}
+
+/**
+ * The context, injectable into any singleton without making it request-scoped.
+ * Type it at the injection site: `constructor(private readonly context: ContextService<MyContext>)`.
+ *
+ * @typeParam T your context class; defaults to the one registered through `ContextRegistry`.
+ */
+@Injectable()
+export class ContextService<T extends object = RegisteredContext> {
+  constructor(private readonly host: ContextHost) {}
+
+  /**
+   * The context of the current request, message or job (the same object every access path returns).
+   * @throws ContextNotActiveError outside a context; the message says how to open one.
+   */
+  get(): T {
+    const record = storage.getStore();
+    if (record === undefined) throw ContextNotActiveError.create('ContextService.get()');
+    return record.context as T;
+  }
+
+  /** The context of the current request, or `undefined` outside a context. Never throws for that. */
+  getOrUndefined(): T | undefined {
+    return storage.getStore()?.context as T | undefined;
+  }
+
+  /** The correlation id of the current context, or `undefined` outside one. Does not build the context. */
+  get correlationId(): string | undefined {
+    return storage.getStore()?.correlationId;
+  }
+
+  /** Whether a context is active here. */
+  get active(): boolean {
+    return storage.getStore() !== undefined;
+  }
+
+  /**
+   * Runs `fn` inside a new context — a fresh one, or the `context`/`correlationId` given — and
+   * returns its result (a promise stays inside the context until it settles). For cron jobs, queue
+   * consumers, scripts and tests. Nested calls open a new context; the outer one is back afterwards.
+   *
+   * @example await contextService.run(() => this.report.send(), { correlationId: job.data.correlationId });
+   * @throws ContextError when `correlationId` does not pass the module's validator.
+   */
+  run<R>(fn: () => R, options: ContextRunOptions<T> = {}): R {
+    const { correlationId } = options;
+    if (correlationId !== undefined && (typeof correlationId !== 'string' || !this.host.options.validate(correlationId))) {
+      throw new ContextError(
+        `ContextService.run(): correlationId ${JSON.stringify(String(correlationId).slice(0, 40))} is not valid ` +
+          `for this app's validator. Pass an id that passes correlationId.validate, or leave it out to get a fresh one.`,
+      );
+    }
+    const record = this.host.create({ correlationId, context: options.context });
+    return storage.run(record, fn);
+  }
+}

@@ -1,0 +1,36 @@
+import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
+import { RECORD_KEY } from './context.constants.js';
+import { ContextNotActiveError } from './context.errors.js';
+import { storage, type ContextRecord } from './context.storage.js';
+
+type WithRecord = { [RECORD_KEY]?: ContextRecord; raw?: { [RECORD_KEY]?: ContextRecord } };
+
+function recordOf(ctx: ExecutionContext): ContextRecord | undefined {
+  if (ctx.getType() === 'http') {
+    const req = ctx.switchToHttp().getRequest<WithRecord | undefined>();
+    const record = req?.[RECORD_KEY] ?? req?.raw?.[RECORD_KEY];
+    if (record !== undefined) return record;
+  }
+  return storage.getStore();
+}
+
+/**
+ * Injects the context of the current request into a handler parameter, or one of its fields.
+ *
+ * @example
+ * \@Get() find(@Ctx() ctx: MyContext, @Ctx('userId') userId: string) {}
+ *
+ * `@nestjs/microservices` exports a `Ctx` decorator of its own (the transport context); in files
+ * that need both, import this one as {@link ContextParam}.
+ */
+export const Ctx: (field?: string) => ParameterDecorator = createParamDecorator(
+  (field: string | undefined, ctx: ExecutionContext): unknown => {
+    const record = recordOf(ctx);
+    if (record === undefined) throw ContextNotActiveError.create('@Ctx()');
+    const context = record.context;
+    return field === undefined ? context : (context as Record<string, unknown>)[field];
+  },
+);
+
+/** The same decorator as {@link Ctx}, under a name that does not clash with `@nestjs/microservices`' `Ctx`. */
+export const ContextParam: (field?: string) => ParameterDecorator = Ctx;

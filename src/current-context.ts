@@ -1,0 +1,78 @@
+import { ContextNotActiveError } from './context.errors.js';
+import { storage } from './context.storage.js';
+
+/**
+ * Augment this interface once to type {@link currentContext}, {@link getCurrentContext} and the
+ * default of `ContextService<T>` with your context class:
+ *
+ * @example
+ * declare module 'nestjs-context' {
+ *   interface ContextRegistry { context: MyContext }
+ * }
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface ContextRegistry {}
+
+/** The context type registered through {@link ContextRegistry}, or a loose record when none is. */
+export type RegisteredContext = ContextRegistry extends { context: infer C extends object } ? C : Record<string, unknown>;
+
+/**
+ * Returns the active context object itself (the same instance every other access path returns),
+ * typed through {@link ContextRegistry}.
+ * @throws ContextNotActiveError outside a context.
+ */
+export function getCurrentContext(): RegisteredContext {
+  const record = storage.getStore();
+  if (record === undefined) throw ContextNotActiveError.create('getCurrentContext()');
+  return record.context as RegisteredContext;
+}
+
+/**
+ * Returns the active context checked against `contextClass`, typed as its instance — the typed
+ * accessor for code that does not augment {@link ContextRegistry}.
+ * @example const ctx = contextOf(MyContext); ctx.userId = '42';
+ * @throws ContextNotActiveError outside a context, TypeError if the context is of another class.
+ */
+export function contextOf<T extends object>(contextClass: abstract new (...args: never[]) => T): T {
+  const record = storage.getStore();
+  if (record === undefined) throw ContextNotActiveError.create(`contextOf(${contextClass.name})`);
+  const context = record.context;
+  if (!(context instanceof contextClass)) {
+    throw new TypeError(
+      `contextOf(${contextClass.name}): the active context is a ${context.constructor?.name ?? typeof context}, ` +
+        `not a ${contextClass.name}. Pass the class given to ContextModule.forRoot().`,
+    );
+  }
+  return context;
+}
+
+function active(): object {
+  const record = storage.getStore();
+  if (record === undefined) throw ContextNotActiveError.create('currentContext');
+  return record.context;
+}
+
+/**
+ * The context of the current request, usable anywhere — plain functions, static helpers, code
+ * outside dependency injection. It stands for the active context object: reading, writing and
+ * calling methods act on that object (`currentContext.correlationId`). Typed through {@link ContextRegistry}.
+ * To get the object itself (for identity or to pass it on) use {@link getCurrentContext}.
+ * @throws ContextNotActiveError on any use outside a context.
+ */
+export const currentContext: RegisteredContext = new Proxy(Object.create(null) as object, {
+  get(_target, key) {
+    const context = active();
+    const value: unknown = Reflect.get(context, key, context);
+    return typeof value === 'function' && key !== 'constructor' ? value.bind(context) : value;
+  },
+  set: (_target, key, value) => Reflect.set(active(), key, value),
+  has: (_target, key) => Reflect.has(active(), key),
+  deleteProperty: (_target, key) => Reflect.deleteProperty(active(), key),
+  ownKeys: () => Reflect.ownKeys(active()),
+  getOwnPropertyDescriptor(_target, key) {
+    const descriptor = Reflect.getOwnPropertyDescriptor(active(), key);
+    return descriptor && { ...descriptor, configurable: true };
+  },
+  defineProperty: (_target, key, descriptor) => Reflect.defineProperty(active(), key, descriptor),
+  getPrototypeOf: () => Reflect.getPrototypeOf(active()),
+}) as RegisteredContext;

@@ -1,0 +1,15 @@
+export { ContextModule } from './context.module.js';
+export { ContextService, type ContextRunOptions } from './context.service.js';
+export { ContextInterceptor } from './context.interceptor.js';
+export { Ctx, ContextParam } from './ctx.decorator.js';
+export {
+  currentContext,
+  getCurrentContext,
+  contextOf,
+  type ContextRegistry,
+  type RegisteredContext,
+} from './current-context.js';
+export { ContextError, ContextNotActiveError, ContextConfigError, ContextCreationError } from './context.errors.js';
+export { CONTEXT_MODULE_OPTIONS, DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADER } from './context.constants.js';
+export { isValidCorrelationId, generateCorrelationId } from './propagation/correlation-id.js';
+export * from './interfaces/index.js';

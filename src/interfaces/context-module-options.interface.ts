@@ -1,0 +1,98 @@
+import type { IncomingMessage } from 'node:http';
+import type { ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
+import type { ContextFactory } from './context-init.interface.js';
+
+/**
+ * Decides per request whether inbound propagation headers (such as the correlation id) are honoured.
+ * `true` (default): always. `false`: never, every request gets a fresh id (an internet-facing edge).
+ * A function: honoured when it returns `true` for the request, e.g. only from internal networks.
+ * Untrusted input is ignored, never rejected.
+ */
+export type TrustInbound = boolean | ((request: IncomingMessage) => boolean);
+
+/** How the correlation id is read, checked, made and echoed. */
+export interface CorrelationIdOptions {
+  /**
+   * Inbound headers to read the id from, in order; the first valid value wins.
+   * Names are case-insensitive. Default: `['x-request-id', 'x-correlation-id']`.
+   */
+  requestHeaders?: readonly string[];
+  /**
+   * Response header that echoes the id on every response (also 4xx/5xx), or `false` for none.
+   * Default: `'x-request-id'`.
+   */
+  responseHeader?: string | false;
+  /**
+   * Accepts or rejects an inbound id. A rejected id is replaced by a fresh one and never echoed.
+   * Default: 1–128 characters of `[A-Za-z0-9._:-]`.
+   */
+  validate?: (id: string) => boolean;
+  /** Makes a fresh id. Default: `crypto.randomUUID()`. */
+  generate?: () => string;
+  /** Whether inbound ids are honoured at all. Default: the module's `trustInbound`. */
+  trustInbound?: TrustInbound;
+}
+
+/**
+ * Options of `ContextModule.forRoot(MyContext, options)`.
+ * @typeParam T the user's context class.
+ */
+export interface ContextModuleOptions<T extends object = object> {
+  /**
+   * Builds the context object. Default: `new MyContext(init)` — the constructor receives a
+   * {@link ContextInit} and may ignore it.
+   */
+  factory?: ContextFactory<T>;
+  /**
+   * Field of the context that receives the correlation id when the constructor or factory left it
+   * `undefined`, or `false` to never write to the context. Default: `'correlationId'`.
+   */
+  correlationIdField?: (keyof T & string) | false;
+  /** Correlation id behaviour; see {@link CorrelationIdOptions}. */
+  correlationId?: CorrelationIdOptions;
+  /**
+   * Whether inbound propagation headers are honoured; see {@link TrustInbound}. Default: `true`.
+   */
+  trustInbound?: TrustInbound;
+  /**
+   * Enter the context at the very start of every HTTP request, before body parsing, middleware and
+   * guards, so that every stage of the pipeline and every error response sees it. Default: `true`.
+   * With `false`, the context is entered by the interceptor and middleware/guards/filters don't see it.
+   */
+  middleware?: boolean;
+}
+
+/**
+ * Options fixed when the module is declared; they decide which providers exist, so
+ * `forRootAsync` takes them beside the factory rather than from it.
+ */
+export interface ContextModuleStaticOptions {
+  /** Register the module globally. Default: `true`. */
+  isGlobal?: boolean;
+  /**
+   * Mount the global interceptor that enters the context around every handler (required for
+   * non-HTTP handlers; on HTTP it re-enters a context lost by the framework). Turning it off is the
+   * fastest configuration for HTTP-only apps whose context is entered by `middleware`. Default: `true`.
+   */
+  interceptor?: boolean;
+}
+
+/** A class whose `createContextOptions()` supplies the options, for `forRootAsync({ useClass })`. */
+export interface ContextOptionsFactory<T extends object = object> {
+  /** Returns the module options (may be async). */
+  createContextOptions(): ContextModuleOptions<T> | Promise<ContextModuleOptions<T>>;
+}
+
+/** Options of `ContextModule.forRootAsync(MyContext, options)`. */
+export interface ContextModuleAsyncOptions<T extends object = object>
+  extends ContextModuleStaticOptions,
+    Pick<ModuleMetadata, 'imports'> {
+  /** Factory returning the options; its arguments are the `inject` tokens. */
+  useFactory?: (...args: never[]) => ContextModuleOptions<T> | Promise<ContextModuleOptions<T>>;
+  /** Tokens to inject into `useFactory`. */
+  inject?: (InjectionToken | OptionalFactoryDependency)[];
+  /** A class implementing {@link ContextOptionsFactory}, instantiated by the module. */
+  useClass?: Type<ContextOptionsFactory<T>>;
+  /** An existing provider implementing {@link ContextOptionsFactory}. */
+  useExisting?: Type<ContextOptionsFactory<T>>;
+}

@@ -1,0 +1,2 @@
+export * from './context-init.interface.js';
+export * from './context-module-options.interface.js';
