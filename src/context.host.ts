@@ -42,23 +42,28 @@ export class ContextHost<T extends object = object> {
     storage.run(this.forHttp(req as AnyRequest, res), next);
   };
 
-  /** Returns the request's record, creating it (and echoing the id) on first call. */
+  /** Returns the request's record, creating it on first call, and echoes the id once a response is at hand. */
   forHttp(req: AnyRequest, res?: AnyResponse): ContextRecord<T> {
     const raw = req.raw ?? req;
     let record = raw[RECORD_KEY] as ContextRecord<T> | undefined;
-    if (record !== undefined) return record;
-    const o = this.options;
-    let id: string | undefined;
-    if (o.trustCorrelationId === undefined || (o.trustCorrelationId !== false && o.trustCorrelationId(raw))) {
-      id = readCorrelationId(raw.headers, o.requestHeaders, o.validate);
+    if (record === undefined) {
+      const o = this.options;
+      let id: string | undefined;
+      if (o.trustCorrelationId === undefined || (o.trustCorrelationId !== false && o.trustCorrelationId(raw))) {
+        id = readCorrelationId(raw.headers, o.requestHeaders, o.validate);
+      }
+      record = new ContextRecord<T>(id ?? o.generate(), 'http', o.factory, raw);
+      raw[RECORD_KEY] = record;
     }
-    record = new ContextRecord<T>(id ?? o.generate(), 'http', o.factory, raw);
-    raw[RECORD_KEY] = record;
-    if (o.responseHeader !== undefined && res !== undefined) {
-      const out = res.raw ?? res;
-      if (out.headersSent === false) out.setHeader?.(o.responseHeader, record.correlationId);
-    }
+    if (res !== undefined && !record.echoed) this.echo(record, res);
     return record;
+  }
+
+  private echo(record: ContextRecord<T>, res: AnyResponse): void {
+    record.echoed = true;
+    const name = this.options.responseHeader;
+    const out = res.raw ?? res;
+    if (name !== undefined && out.headersSent === false) out.setHeader?.(name, record.correlationId);
   }
 
   /**

@@ -15,6 +15,8 @@ const FAILED = 3;
 export class ContextRecord<T extends object = object> {
   private state = 0;
   private value: T | Error | undefined;
+  /** Whether the correlation id was echoed on the response (HTTP only). */
+  echoed = false;
 
   constructor(
     /** The correlation id of this request. */
