@@ -23,7 +23,7 @@ describe('outside any context', () => {
     expect(() => getCurrentContext()).toThrow(/getCurrentContext\(\): no context is active/);
     expect(() => contextOf(MyContext)).toThrow(/contextOf\(MyContext\): no context is active/);
     expect(() => {
-      (currentContext as Record<string, unknown>).x = 1;
+      (currentContext as unknown as Record<string, unknown>).x = 1;
     }).toThrow(ContextNotActiveError);
   });
 
