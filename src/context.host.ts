@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, type ExecutionContext, type Type } from '@nestjs/common';
 import { CONTEXT_CLASS, CONTEXT_MODULE_OPTIONS, RECORD_KEY } from './context.constants.js';
 import { resolveOptions, type ResolvedContextOptions } from './context.options.js';
-import { ContextRecord, storage } from './context.storage.js';
+import { ContextRecord, storage, type Carrier } from './context.storage.js';
+import type { Trust } from './context.options.js';
 import type { ContextSource } from './interfaces/context-init.interface.js';
 import type { ContextModuleOptions } from './interfaces/context-module-options.interface.js';
 import { readCorrelationId } from './propagation/correlation-id.js';
@@ -11,7 +12,12 @@ import { readCorrelationId } from './propagation/correlation-id.js';
 type AnyRequest = IncomingMessage & { [RECORD_KEY]?: ContextRecord; raw?: IncomingMessage & { [RECORD_KEY]?: ContextRecord } };
 type AnyResponse = { raw?: ServerResponse } & Partial<Pick<ServerResponse, 'setHeader' | 'headersSent'>>;
 
-/** Options of {@link ContextHost.open}. @internal */
+type Anchor = { [RECORD_KEY]?: ContextRecord };
+
+/** Reads inbound propagation metadata (header-like) from a message's payload and transport context. */
+export type CarrierExtractor = (data: unknown, transport: unknown) => Carrier | undefined;
+
+/** Options of {@link ContextHost.create}. @internal */
 export interface OpenOptions<T> {
   correlationId?: string;
   context?: T;
@@ -26,6 +32,7 @@ export interface OpenOptions<T> {
 @Injectable()
 export class ContextHost<T extends object = object> {
   readonly options: ResolvedContextOptions<T>;
+  private readonly extractors = new Map<ContextSource, CarrierExtractor>();
 
   constructor(
     @Inject(CONTEXT_CLASS) readonly contextClass: Type<T>,
@@ -47,12 +54,7 @@ export class ContextHost<T extends object = object> {
     const raw = req.raw ?? req;
     let record = raw[RECORD_KEY] as ContextRecord<T> | undefined;
     if (record === undefined) {
-      const o = this.options;
-      let id: string | undefined;
-      if (o.trustCorrelationId === undefined || (o.trustCorrelationId !== false && o.trustCorrelationId(raw))) {
-        id = readCorrelationId(raw.headers, o.requestHeaders, o.validate);
-      }
-      record = new ContextRecord<T>(id ?? o.generate(), 'http', o.factory, raw);
+      record = this.fromCarrier(raw.headers, 'http', raw);
       raw[RECORD_KEY] = record;
     }
     if (res !== undefined && !record.echoed) this.echo(record, res);
@@ -67,29 +69,104 @@ export class ContextHost<T extends object = object> {
   }
 
   /**
-   * The record for a Nest execution context: the request's for HTTP, otherwise the active one,
-   * otherwise a fresh one for this handler.
+   * The record for a Nest execution context: the request's for HTTP; for messages the one anchored
+   * on the transport's per-message context object, else the active one, else a new one built from
+   * the message's metadata (see {@link setExtractor}).
    */
   forExecution(ctx: ExecutionContext): ContextRecord<T> {
-    if (ctx.getType() === 'http') {
+    const type = ctx.getType();
+    if (type === 'http') {
       const http = ctx.switchToHttp();
       return this.forHttp(http.getRequest<AnyRequest>(), http.getResponse<AnyResponse>());
     }
-    return (storage.getStore() as ContextRecord<T> | undefined) ?? this.create({ source: ctx.getType() });
+    return this.forMessage(type, ctx.getArgByIndex(0), ctx.getArgByIndex(1));
   }
 
   /** The record for whatever Nest injects as `REQUEST` into a request-scoped provider. */
   forInjectedRequest(request: unknown): ContextRecord<T> {
-    if (request !== null && typeof request === 'object' && 'headers' in request) {
-      return this.forHttp(request as AnyRequest, (request as { res?: AnyResponse }).res);
+    if (request !== null && typeof request === 'object') {
+      if ('headers' in request) return this.forHttp(request as AnyRequest, (request as { res?: AnyResponse }).res);
+      if ('pattern' in request && 'context' in request) {
+        // Microservices: Nest injects { pattern, data, context } for request-scoped providers.
+        const { data, context } = request as { data?: unknown; context: unknown };
+        return this.forMessage('rpc', data, context);
+      }
     }
     return (storage.getStore() as ContextRecord<T> | undefined) ?? this.create({ source: 'rpc' });
   }
 
-  /** Creates a record outside HTTP (manual runs, jobs, messages). */
+  /**
+   * The record of one message (`type` is Nest's context type, e.g. `'rpc'` or `'ws'`). For `'rpc'`
+   * it is anchored on the transport's per-message context object, so every access path of that
+   * message shares it.
+   */
+  forMessage(type: ContextSource, data: unknown, transport: unknown): ContextRecord<T> {
+    const anchor = type === 'rpc' && transport !== null && typeof transport === 'object' ? (transport as Anchor) : undefined;
+    let record = anchor?.[RECORD_KEY] as ContextRecord<T> | undefined;
+    if (record !== undefined) return record;
+    record = storage.getStore() as ContextRecord<T> | undefined;
+    if (record === undefined) {
+      const carrier = this.extractors.get(type)?.(data, transport);
+      record = carrier === undefined ? this.create({ source: type }) : this.fromCarrier(carrier, type);
+    }
+    if (anchor !== undefined) anchor[RECORD_KEY] = record;
+    return record;
+  }
+
+  /**
+   * Registers how inbound propagation metadata is read for messages of one Nest context type
+   * (integrations call this; the last registration wins). The extractor gets the handler's first two
+   * arguments (payload and transport context) and returns header-like metadata, or `undefined`.
+   * It must not throw; malformed metadata should yield `undefined` (a fresh context).
+   */
+  setExtractor(type: ContextSource, extractor: CarrierExtractor): void {
+    this.extractors.set(type, extractor);
+  }
+
+  /**
+   * Creates a record from inbound propagation headers (HTTP headers or message metadata), honouring
+   * the trust policy for each kind; the trust predicates receive `request` (HTTP only; without a
+   * request a predicate policy trusts nothing).
+   */
+  fromCarrier(carrier: Carrier, source: ContextSource, request?: IncomingMessage): ContextRecord<T> {
+    const o = this.options;
+    if (o.trustsAll) {
+      const id = readCorrelationId(carrier, o.requestHeaders, o.validate);
+      return new ContextRecord<T>(o, id ?? o.generate(), source, request, carrier, carrier);
+    }
+    const cache = new TrustCache(request);
+    const id = cache.allows(o.trustCorrelationId) ? readCorrelationId(carrier, o.requestHeaders, o.validate) : undefined;
+    return new ContextRecord<T>(
+      o,
+      id ?? o.generate(),
+      source,
+      request,
+      cache.allows(o.trustTrace) ? carrier : undefined,
+      cache.allows(o.trustBaggage) ? carrier : undefined,
+    );
+  }
+
+  /** Creates a record outside HTTP (manual runs, jobs, messages without metadata). */
   create(options: OpenOptions<T> = {}): ContextRecord<T> {
     const id = options.correlationId ?? this.options.generate();
     const given = options.context === undefined ? undefined : this.options.fill(options.context, id);
-    return new ContextRecord<T>(id, options.source ?? 'manual', this.options.factory, undefined, given);
+    return new ContextRecord<T>(this.options, id, options.source ?? 'manual', undefined, undefined, undefined, given);
+  }
+}
+
+/** Evaluates trust predicates at most once per distinct predicate for one request. */
+class TrustCache {
+  private last: Trust;
+  private lastResult = false;
+  constructor(private readonly request: IncomingMessage | undefined) {}
+
+  allows(trust: Trust): boolean {
+    if (trust === undefined) return true;
+    if (trust === false || this.request === undefined) return false;
+    if (trust !== this.last) {
+      this.last = trust;
+      this.lastResult = trust(this.request) === true;
+    }
+    return this.lastResult;
   }
 }

@@ -4,21 +4,37 @@ import { DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADER } from './context.cons
 import { ContextConfigError, ContextCreationError, describe } from './context.errors.js';
 import type { ContextFactory } from './interfaces/context-init.interface.js';
 import type { ContextModuleOptions, TrustInbound } from './interfaces/context-module-options.interface.js';
+import type { BaggageOptions, TraceOptions } from './interfaces/propagation-options.interface.js';
 import { generateCorrelationId, isValidCorrelationId } from './propagation/correlation-id.js';
 
 /** The options with every default filled in and every value checked. @internal */
 export interface ResolvedContextOptions<T extends object> {
   readonly factory: ContextFactory<T>;
   /** Writes the correlation id into the configured field when it is still undefined. */
-  readonly fill: (context: T, correlationId: string) => T;
+  fill(context: T, correlationId: string): T;
   readonly requestHeaders: readonly string[];
   readonly responseHeader: string | undefined;
   readonly validate: (id: string) => boolean;
   readonly generate: () => string;
-  /** `undefined` when every request is trusted. */
-  readonly trustCorrelationId: ((request: IncomingMessage) => boolean) | undefined | false;
+  /** `undefined` when every request is trusted, `false` when none is, else a predicate. */
+  readonly trustCorrelationId: Trust;
+  readonly trustTrace: Trust;
+  readonly trustBaggage: Trust;
+  /** Whether all three trust policies trust every request (the common, fastest case). */
+  readonly trustsAll: boolean;
+  readonly outboundHeader: string | undefined;
+  readonly trace: { readonly sampleNewTraces: boolean; readonly maxTracestateLength: number };
+  readonly baggage: {
+    /** Declared `[field, baggage key]` pairs. */
+    readonly fields: readonly (readonly [field: string, key: string])[];
+    readonly propagateInbound: boolean;
+    readonly limits: { readonly maxMembers: number; readonly maxBytes: number };
+  };
   readonly middleware: boolean;
 }
+
+/** A resolved trust policy: `undefined` trusts everything, `false` nothing. @internal */
+export type Trust = ((request: IncomingMessage) => boolean) | undefined | false;
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
@@ -40,7 +56,7 @@ function checkFunction<F>(value: unknown, option: string, fallback: F): F {
   return value as F;
 }
 
-function resolveTrust(value: TrustInbound | undefined, option: string): ((request: IncomingMessage) => boolean) | undefined | false {
+function resolveTrust(value: TrustInbound | undefined, option: string): Trust {
   if (value === undefined || value === true) return undefined;
   if (value === false) return false;
   if (typeof value === 'function') return value;
@@ -102,10 +118,9 @@ export function resolveOptions<T extends object>(
   if (typeof options !== 'object') {
     throw ContextConfigError.create(`the options must be an object, got ${describe(options)}`, 'Pass an options object or leave it out.');
   }
-  const cid = options.correlationId ?? {};
-  if (typeof cid !== 'object') {
-    throw ContextConfigError.create(`option correlationId must be an object, got ${describe(cid)}`, 'See CorrelationIdOptions in the README.');
-  }
+  const cid = section(options.correlationId, 'correlationId');
+  const trace = section<TraceOptions>(options.trace, 'trace');
+  const baggage = section<BaggageOptions>(options.baggage, 'baggage');
   const requestHeaders = cid.requestHeaders ?? DEFAULT_REQUEST_HEADERS;
   if (!Array.isArray(requestHeaders)) {
     throw ContextConfigError.create(
@@ -120,6 +135,9 @@ export function resolveOptions<T extends object>(
   }
   const generate = checkFunction<() => string>(cid.generate, 'correlationId.generate', generateCorrelationId);
   const fill = buildFill<T>(field);
+  const trustCorrelationId = resolveSectionTrust(cid, 'correlationId', options.trustInbound);
+  const trustTrace = resolveSectionTrust(trace, 'trace', options.trustInbound);
+  const trustBaggage = resolveSectionTrust(baggage, 'baggage', options.trustInbound);
   return {
     factory: buildFactory(contextClass, checkFunction(options.factory, 'factory', undefined), fill),
     fill,
@@ -127,9 +145,78 @@ export function resolveOptions<T extends object>(
     responseHeader: responseHeader === false ? undefined : checkHeaderName(responseHeader, 'correlationId.responseHeader'),
     validate: checkFunction(cid.validate, 'correlationId.validate', isValidCorrelationId),
     generate: generate === generateCorrelationId ? generate : checkedGenerator(generate),
-    trustCorrelationId: resolveTrust(cid.trustInbound ?? options.trustInbound, cid.trustInbound === undefined ? 'trustInbound' : 'correlationId.trustInbound'),
+    trustCorrelationId,
+    trustTrace,
+    trustBaggage,
+    trustsAll: trustCorrelationId === undefined && trustTrace === undefined && trustBaggage === undefined,
+    outboundHeader: resolveOutboundHeader(cid.outboundHeader, requestHeaders),
+    trace: {
+      sampleNewTraces: trace.sampleNewTraces === true,
+      maxTracestateLength: positiveInteger(trace.maxTracestateLength, 'trace.maxTracestateLength', 512),
+    },
+    baggage: {
+      fields: resolveBaggageFields(baggage.fields),
+      propagateInbound: baggage.propagateInbound ?? true,
+      limits: {
+        maxMembers: positiveInteger(baggage.maxMembers, 'baggage.maxMembers', 64),
+        maxBytes: positiveInteger(baggage.maxBytes, 'baggage.maxBytes', 8192),
+      },
+    },
     middleware: options.middleware ?? true,
   };
+}
+
+function section<S extends object>(value: S | undefined, name: string): S {
+  if (value === undefined) return {} as S;
+  if (value === null || typeof value !== 'object') {
+    throw ContextConfigError.create(`option ${name} must be an object, got ${describe(value)}`, `See ${name} in the README's options table.`);
+  }
+  return value;
+}
+
+function resolveSectionTrust(sectionOptions: { trustInbound?: TrustInbound }, name: string, fallback: TrustInbound | undefined): Trust {
+  const own = sectionOptions.trustInbound;
+  return resolveTrust(own ?? fallback, own === undefined ? 'trustInbound' : `${name}.trustInbound`);
+}
+
+function resolveOutboundHeader(value: string | false | undefined, requestHeaders: readonly string[]): string | undefined {
+  if (value === false) return undefined;
+  if (value === undefined) return (requestHeaders[0] as string | undefined)?.toLowerCase() ?? DEFAULT_RESPONSE_HEADER;
+  return checkHeaderName(value, 'correlationId.outboundHeader');
+}
+
+function positiveInteger(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    throw ContextConfigError.create(`option ${name} must be a positive integer, got ${describe(value)}`, `Leave it out for the default (${fallback}).`);
+  }
+  return value;
+}
+
+const BAGGAGE_KEY = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const FORBIDDEN_FIELDS = new Set(['__proto__', 'constructor', 'prototype']);
+
+function resolveBaggageFields(fields: BaggageOptions['fields']): readonly (readonly [string, string])[] {
+  if (fields === undefined) return [];
+  const pairs: [string, string][] = Array.isArray(fields)
+    ? (fields as readonly string[]).map((f) => [f, f])
+    : fields !== null && typeof fields === 'object'
+      ? Object.entries(fields as Record<string, string>)
+      : (() => {
+          throw ContextConfigError.create(
+            `option baggage.fields must be a list of field names or a map from field name to baggage key, got ${describe(fields)}`,
+            `Use e.g. ['tenantId'] or { tenantId: 'tenant.id' }.`,
+          );
+        })();
+  for (const [field, key] of pairs) {
+    if (typeof field !== 'string' || field === '' || FORBIDDEN_FIELDS.has(field)) {
+      throw ContextConfigError.create(`baggage.fields names an unusable context field: ${describe(field)}`, 'Name ordinary fields of your context class.');
+    }
+    if (typeof key !== 'string' || !BAGGAGE_KEY.test(key)) {
+      throw ContextConfigError.create(`baggage.fields maps ${field} to ${describe(key)}, which is not a valid baggage key`, 'Baggage keys are HTTP tokens, e.g. tenant.id.');
+    }
+  }
+  return pairs;
 }
 
 /** A user generator that returns something other than a non-empty string falls back to a UUID. */

@@ -3,6 +3,7 @@ import { ContextError, ContextNotActiveError } from './context.errors.js';
 import { ContextHost } from './context.host.js';
 import { storage } from './context.storage.js';
 import type { RegisteredContext } from './current-context.js';
+import type { BaggageMember, TraceInfo } from './interfaces/trace-info.interface.js';
 
 /** Options of {@link ContextService.run}. */
 export interface ContextRunOptions<T> {
@@ -40,6 +41,27 @@ export class ContextService<T extends object = RegisteredContext> {
   /** The correlation id of the current context, or `undefined` outside one. Does not build the context. */
   get correlationId(): string | undefined {
     return storage.getStore()?.correlationId;
+  }
+
+  /**
+   * The W3C trace of the current context (trace id, this hop's span id, the caller's parent id,
+   * flags, tracestate), read-only; `undefined` outside a context.
+   */
+  get trace(): TraceInfo | undefined {
+    return storage.getStore()?.trace;
+  }
+
+  /** The inbound W3C baggage members of the current context, read-only; `[]` outside a context. */
+  get baggage(): readonly BaggageMember[] {
+    return storage.getStore()?.baggage ?? [];
+  }
+
+  /**
+   * Headers for an outgoing call made now: `traceparent` (same trace, fresh parent id), `tracestate`,
+   * `baggage` (inbound members plus your declared fields) and the correlation id. `{}` outside a context.
+   */
+  outboundHeaders(): Record<string, string> {
+    return storage.getStore()?.outboundHeaders() ?? {};
   }
 
   /** Whether a context is active here. */

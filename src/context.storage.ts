@@ -1,36 +1,54 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { IncomingMessage } from 'node:http';
 import { ContextCreationError } from './context.errors.js';
-import type { ContextFactory, ContextInit, ContextSource } from './interfaces/context-init.interface.js';
+import type { ResolvedContextOptions } from './context.options.js';
+import type { ContextInit, ContextSource } from './interfaces/context-init.interface.js';
+import type { BaggageMember, TraceInfo } from './interfaces/trace-info.interface.js';
+import { formatBaggage, parseBaggage } from './propagation/baggage.js';
+import { randomSpanId, randomTraceId } from './propagation/ids.js';
+import { FLAG_RANDOM, FLAG_SAMPLED, formatTraceparent, parseTraceparent } from './propagation/traceparent.js';
+import { formatTracestate, parseTracestate } from './propagation/tracestate.js';
+
+/** Inbound propagation headers: Node's `IncomingHttpHeaders`, or message metadata of the same shape. */
+export type Carrier = Readonly<Record<string, string | readonly string[] | undefined>>;
 
 const CREATING = 1;
 const CREATED = 2;
 const FAILED = 3;
+const NO_MEMBERS: readonly BaggageMember[] = Object.freeze([]);
 
 /**
- * The library's state for one request, message or job: the correlation id and the user's
- * context, created on first use. One record per request; the user's object is never mixed with it.
+ * The library's state for one request, message or job: the correlation id, the trace, the baggage
+ * and the user's context, each worked out on first use. One record per request; the user's object
+ * is never mixed with it, and the record holds no reference back to anything that holds it once the
+ * context is built.
  * @internal
  */
 export class ContextRecord<T extends object = object> {
   private state = 0;
   private value: T | Error | undefined;
+  private traceInfo: TraceInfo | undefined;
+  private members: readonly BaggageMember[] | undefined;
   /** Whether the correlation id was echoed on the response (HTTP only). */
   echoed = false;
 
   constructor(
+    /** The app's resolved options (shared by all its records). */
+    readonly config: ResolvedContextOptions<T>,
     /** The correlation id of this request. */
     readonly correlationId: string,
     /** What opened the context. */
     readonly source: ContextSource,
-    private factory: ContextFactory<T> | undefined,
     private request: IncomingMessage | undefined,
+    /** Inbound headers trusted for trace context, read on first use. */
+    private traceCarrier: Carrier | undefined,
+    /** Inbound headers trusted for baggage, read on first use. */
+    private baggageCarrier: Carrier | undefined,
     given?: T,
   ) {
     if (given !== undefined) {
       this.state = CREATED;
       this.value = given;
-      this.factory = undefined;
     }
   }
 
@@ -51,12 +69,11 @@ export class ContextRecord<T extends object = object> {
       );
     }
     this.state = CREATING;
-    const factory = this.factory as ContextFactory<T>;
     const init: ContextInit = { correlationId: this.correlationId, source: this.source, request: this.request };
-    this.factory = undefined;
     this.request = undefined;
     try {
-      const value = factory(init);
+      const value = this.config.factory(init);
+      this.fillFromBaggage(value);
       this.value = value;
       this.state = CREATED;
       return value;
@@ -65,6 +82,99 @@ export class ContextRecord<T extends object = object> {
       this.state = FAILED;
       throw this.value;
     }
+  }
+
+  /** The W3C trace of this request: continued from a valid inbound `traceparent`, or new. */
+  get trace(): TraceInfo {
+    return (this.traceInfo ??= this.readTrace());
+  }
+
+  /** The inbound baggage members (`[]` when none, or when baggage is not trusted). */
+  get baggage(): readonly BaggageMember[] {
+    if (this.members !== undefined) return this.members;
+    const header = this.baggageCarrier?.baggage;
+    this.baggageCarrier = undefined;
+    return (this.members = header === undefined ? NO_MEMBERS : Object.freeze(parseBaggage(header)));
+  }
+
+  /**
+   * The headers an outgoing call made inside this context carries: `traceparent` (same trace id,
+   * a fresh parent id per call), `tracestate`, `baggage` and the correlation id header.
+   */
+  outboundHeaders(): Record<string, string> {
+    const config = this.config;
+    const trace = this.trace;
+    const headers: Record<string, string> = {
+      traceparent: formatTraceparent(trace.traceId, randomSpanId(), trace.flags),
+    };
+    if (trace.tracestate.length > 0) {
+      const tracestate = formatTracestate(trace.tracestate, config.trace.maxTracestateLength);
+      if (tracestate !== '') headers.tracestate = tracestate;
+    }
+    const baggage = this.outboundBaggage();
+    if (baggage !== '') headers.baggage = baggage;
+    if (config.outboundHeader !== undefined) headers[config.outboundHeader] = this.correlationId;
+    return headers;
+  }
+
+  private readTrace(): TraceInfo {
+    const carrier = this.traceCarrier;
+    this.traceCarrier = undefined;
+    const parent = carrier === undefined ? undefined : parseTraceparent(carrier.traceparent);
+    if (parent !== undefined) {
+      const flags = parent.flags & (FLAG_SAMPLED | FLAG_RANDOM);
+      return Object.freeze({
+        traceId: parent.traceId,
+        spanId: randomSpanId(),
+        parentId: parent.parentId,
+        flags,
+        sampled: (flags & FLAG_SAMPLED) !== 0,
+        tracestate: Object.freeze(parseTracestate(carrier?.tracestate) ?? []),
+        remote: true,
+      });
+    }
+    const sampled = this.config.trace.sampleNewTraces;
+    return Object.freeze({
+      traceId: randomTraceId(),
+      spanId: randomSpanId(),
+      parentId: undefined,
+      flags: FLAG_RANDOM | (sampled ? FLAG_SAMPLED : 0),
+      sampled,
+      tracestate: NO_MEMBERS as never,
+      remote: false,
+    });
+  }
+
+  /** Fills declared baggage fields the factory left undefined from inbound baggage (own data only). */
+  private fillFromBaggage(value: T): void {
+    const fields = this.config.baggage.fields;
+    if (fields.length === 0) return;
+    const members = this.baggage;
+    if (members.length === 0) return;
+    const target = value as Record<string, unknown>;
+    for (const [field, key] of fields) {
+      if (target[field] !== undefined) continue;
+      const member = members.find((m) => m.key === key);
+      if (member !== undefined) target[field] = member.value;
+    }
+  }
+
+  private outboundBaggage(): string {
+    const { fields, propagateInbound, limits } = this.config.baggage;
+    if (fields.length === 0 && !propagateInbound) return '';
+    const declared: BaggageMember[] = [];
+    if (this.state === CREATED && fields.length > 0) {
+      const source = this.value as Record<string, unknown>;
+      for (const [field, key] of fields) {
+        const v = source[field];
+        if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') declared.push({ key, value: String(v) });
+      }
+    }
+    const inbound = propagateInbound ? this.baggage : NO_MEMBERS;
+    if (declared.length === 0 && inbound.length === 0) return '';
+    const keys = new Set(declared.map((m) => m.key));
+    const members = declared.concat(inbound.filter((m) => !keys.has(m.key)));
+    return formatBaggage(members, limits);
   }
 }
 

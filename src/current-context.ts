@@ -1,5 +1,7 @@
 import { ContextNotActiveError } from './context.errors.js';
 import { storage } from './context.storage.js';
+import { randomSpanId, randomTraceId } from './propagation/ids.js';
+import { FLAG_RANDOM, formatTraceparent } from './propagation/traceparent.js';
 
 /**
  * Augment this interface once to type {@link currentContext}, {@link getCurrentContext} and the
@@ -44,6 +46,30 @@ export function contextOf<T extends object>(contextClass: abstract new (...args:
     );
   }
   return context;
+}
+
+/** Options of {@link getOutboundHeaders} and of the client integrations. */
+export interface OutboundOptions {
+  /**
+   * Outside any context, send a `traceparent` that starts a new trace (random ids, not sampled)
+   * instead of no context headers at all. Default: `false`.
+   */
+  newTraceOutsideContext?: boolean;
+}
+
+/**
+ * Headers for an outgoing call made now from the active context (`traceparent` with the same trace
+ * id and a fresh parent id, `tracestate`, `baggage`, correlation id), or `{}` outside a context
+ * (see {@link OutboundOptions.newTraceOutsideContext}). The HTTP client and transport integrations
+ * call this; use it for any other client.
+ */
+export function getOutboundHeaders(options?: OutboundOptions): Record<string, string> {
+  const record = storage.getStore();
+  if (record !== undefined) return record.outboundHeaders();
+  if (options?.newTraceOutsideContext === true) {
+    return { traceparent: formatTraceparent(randomTraceId(), randomSpanId(), FLAG_RANDOM) };
+  }
+  return {};
 }
 
 function active(): object {

@@ -5,6 +5,8 @@ export { Ctx, ContextParam } from './ctx.decorator.js';
 export {
   currentContext,
   getCurrentContext,
+  getOutboundHeaders,
+  type OutboundOptions,
   contextOf,
   type ContextRegistry,
   type RegisteredContext,

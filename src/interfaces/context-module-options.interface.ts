@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
 import type { ContextFactory } from './context-init.interface.js';
+import type { BaggageOptions, TraceOptions } from './propagation-options.interface.js';
 
 /**
  * Decides per request whether inbound propagation headers (such as the correlation id) are honoured.
@@ -31,6 +32,11 @@ export interface CorrelationIdOptions {
   generate?: () => string;
   /** Whether inbound ids are honoured at all. Default: the module's `trustInbound`. */
   trustInbound?: TrustInbound;
+  /**
+   * Header that carries the id on outgoing calls (HTTP clients, messages), or `false` for none.
+   * Default: the first of `requestHeaders` (`'x-request-id'`).
+   */
+  outboundHeader?: string | false;
 }
 
 /**
@@ -50,8 +56,13 @@ export interface ContextModuleOptions<T extends object = object> {
   correlationIdField?: (keyof T & string) | false;
   /** Correlation id behaviour; see {@link CorrelationIdOptions}. */
   correlationId?: CorrelationIdOptions;
+  /** W3C Trace Context behaviour; see {@link TraceOptions}. */
+  trace?: TraceOptions;
+  /** W3C Baggage behaviour; see {@link BaggageOptions}. */
+  baggage?: BaggageOptions;
   /**
-   * Whether inbound propagation headers are honoured; see {@link TrustInbound}. Default: `true`.
+   * Whether inbound propagation headers (correlation id, `traceparent`/`tracestate`, `baggage`) are
+   * honoured; see {@link TrustInbound}. Each can be overridden in its own section. Default: `true`.
    */
   trustInbound?: TrustInbound;
   /**

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
 
 const DEFAULT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -18,7 +17,7 @@ export function generateCorrelationId(): string {
  * or `undefined`. A header sent several times counts by its first value.
  */
 export function readCorrelationId(
-  headers: IncomingHttpHeaders,
+  headers: Readonly<Record<string, string | readonly string[] | undefined>>,
   names: readonly string[],
   validate: (id: string) => boolean,
 ): string | undefined {
