@@ -18,7 +18,7 @@ export interface BaggageEntry {
  * them are dropped whole. The defaults are the spec's minimums, which a platform MUST propagate.
  */
 export interface BaggageLimits {
-  /** Most list members kept (default 64). */
+  /** Most list members kept (default 64; values above 180, the ABNF's maximum, count as 180). */
   readonly maxMembers?: number;
   /** Most bytes of the serialized `baggage-string`, commas included (default 8192). */
   readonly maxBytes?: number;
@@ -33,6 +33,8 @@ export interface BaggageProperty {
 }
 
 const DEFAULT_MAX_MEMBERS = 64;
+/** `baggage-string = list-member 0*179( OWS "," OWS list-member )`: never more members than this. */
+const ABNF_MAX_MEMBERS = 180;
 const DEFAULT_MAX_BYTES = 8192;
 
 const EQUALS = 0x3d;
@@ -233,7 +235,7 @@ function parseMember(s: string, a: number, b: number, state: ParseState): void {
     if (!isPropertySet(s, propsStart, b)) return;
   }
 
-  // Size as re-serialized: key=value[;properties], plus a comma when not first.
+  // Size as received without OWS: key=value[;properties], plus a comma when not first.
   const size =
     keyEnd - a + 1 + (valueEnd - valueStart) + (propsStart < b ? 1 + b - propsStart : 0) + (state.out.length > 0 ? 1 : 0);
   if (state.bytes + size > state.maxBytes) return;
@@ -270,14 +272,15 @@ function parseField(s: string, state: ParseState): void {
  *   `%` that does not start a `%XX` escape is kept literally (the value is kept, not dropped).
  * - Keys are case-sensitive; repeated keys are all kept, in order. The result is an array of plain
  *   entries, so keys such as `__proto__` are ordinary data.
- * - Members past `maxMembers` (default 64), or that would take the serialized size past `maxBytes`
- *   (default 8192), are dropped whole.
+ * - Members past `maxMembers` (default 64, at most 180), or that would take the size past `maxBytes`
+ *   (default 8192), are dropped whole; the size is counted as received, without OWS, commas
+ *   included. Later members that still fit are kept.
  */
 export function parseBaggage(value: string | readonly string[] | undefined, limits?: BaggageLimits): BaggageEntry[] {
   const state: ParseState = {
     out: [],
     bytes: 0,
-    maxMembers: limitOf(limits?.maxMembers, DEFAULT_MAX_MEMBERS),
+    maxMembers: Math.min(ABNF_MAX_MEMBERS, limitOf(limits?.maxMembers, DEFAULT_MAX_MEMBERS)),
     maxBytes: limitOf(limits?.maxBytes, DEFAULT_MAX_BYTES),
   };
   if (typeof value === 'string') {
@@ -296,11 +299,11 @@ export function parseBaggage(value: string | readonly string[] | undefined, limi
  * Values are percent-encoded (every code point outside `baggage-octet`, and `%`, as UTF-8 `%XX`).
  * Entries whose key is not a valid `token` or whose value is not a string are skipped; a
  * `properties` string that is not a well-formed property set is left out (the entry is kept).
- * Entries past `maxMembers` (default 64), or that would take the result past `maxBytes` bytes
+ * Entries past `maxMembers` (default 64, at most 180), or that would take the result past `maxBytes` bytes
  * (default 8192), are dropped whole; later entries that still fit are kept.
  */
 export function formatBaggage(entries: readonly BaggageEntry[], limits?: BaggageLimits): string {
-  const maxMembers = limitOf(limits?.maxMembers, DEFAULT_MAX_MEMBERS);
+  const maxMembers = Math.min(ABNF_MAX_MEMBERS, limitOf(limits?.maxMembers, DEFAULT_MAX_MEMBERS));
   const maxBytes = limitOf(limits?.maxBytes, DEFAULT_MAX_BYTES);
   let out = '';
   let count = 0;
