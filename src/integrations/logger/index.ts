@@ -1,0 +1,17 @@
+/**
+ * `nestjs-context/logger`: Nest's own logger with the context on every line, and an optional
+ * access log. No extra dependency.
+ */
+export { ContextLogger, type ContextLoggerOptions } from './context-logger.js';
+export { ContextLoggerModule, type ContextLoggerModuleOptions } from './context-logger.module.js';
+export { formatAccessLogEntry, type AccessLogEntry, type AccessLogOptions } from './access-log.js';
+export {
+  createLogFields,
+  type ContextFieldSelector,
+  type LogFieldKeys,
+  type LogFields,
+  type LogFieldSource,
+  type LogFieldsOptions,
+  type LogFieldValue,
+} from '../../logging/fields.js';
+export { sanitizeLogValue } from '../../logging/sanitize.js';

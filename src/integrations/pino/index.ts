@@ -1,0 +1,148 @@
+/**
+ * `nestjs-context/pino`: the context on every pino line — the app's own lines (`mixin`) and
+ * pino-http's request and response lines (`customProps`), with nestjs-pino or on their own.
+ * Peer dependency: `pino` (and `pino-http` / `nestjs-pino` if you use them).
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import pino from 'pino';
+import { storage, type ContextRecord } from '../../context.storage.js';
+import type { RegisteredContext } from '../../current-context.js';
+import { LogFieldReader, recordOf, type LogFields, type LogFieldsOptions } from '../../logging/fields.js';
+
+export {
+  createLogFields,
+  type ContextFieldSelector,
+  type LogFieldKeys,
+  type LogFields,
+  type LogFieldSource,
+  type LogFieldsOptions,
+  type LogFieldValue,
+} from '../../logging/fields.js';
+export { sanitizeLogValue } from '../../logging/sanitize.js';
+
+/** A pino `mixin`: returns the fields the line gets from the active context (`{}` outside one). */
+export type ContextMixin = (mergeObject: object, level: number, logger?: object) => LogFields;
+
+/** A pino-http `customProps`: returns the fields the request's logger is bound to (`{}` when none). */
+export type ContextCustomProps = (req: IncomingMessage, res: ServerResponse) => LogFields;
+
+/** Options to spread into pino-http's (or nestjs-pino's `pinoHttp`) options. */
+export interface PinoHttpContextOptions {
+  /** Adds the fields to every line written inside a context. */
+  mixin: ContextMixin;
+  /** Binds the request's ids to `req.log` and to pino-http's request/response lines. */
+  customProps: ContextCustomProps;
+}
+
+const CHINDINGS: symbol = pino.symbols.chindingsSym;
+const EMPTY: LogFields = Object.freeze({}) as LogFields;
+
+/**
+ * For each record whose ids were bound to a pino-http request logger: those ids as pino writes them
+ * into a child logger's bindings (`"correlationId":"…","traceId":"…","spanId":"…"`). A line whose
+ * logger's bindings contain this text has the ids already, so the mixin leaves them out (pino does
+ * not merge duplicate keys). The trace and span ids make it unguessable from request data.
+ */
+const boundIds = new WeakMap<ContextRecord, { readonly ids: LogFields; readonly mark: string }>();
+
+function bindingsOf(logger: unknown): string | undefined {
+  if (logger === null || typeof logger !== 'object') return undefined;
+  const chindings = (logger as Record<symbol, unknown>)[CHINDINGS];
+  return typeof chindings === 'string' ? chindings : undefined;
+}
+
+function idsFor(reader: LogFieldReader, record: ContextRecord): { readonly ids: LogFields; readonly mark: string } {
+  let entry = boundIds.get(record);
+  if (entry === undefined) {
+    const ids = Object.freeze(reader.ids(record));
+    entry = { ids, mark: JSON.stringify(ids).slice(1, -1) };
+    boundIds.set(record, entry);
+  }
+  return entry;
+}
+
+function hasIds(logger: unknown, record: ContextRecord): boolean {
+  const entry = boundIds.get(record);
+  if (entry === undefined || entry.mark === '') return false;
+  return bindingsOf(logger)?.includes(entry.mark) === true;
+}
+
+/**
+ * The logger pino-http writes the response line with: the last one it pushed to `res.allLogs`
+ * (`res.log` may belong to someone else — Fastify sets its own), else `res.log`.
+ */
+function responseLoggerOf(res: ServerResponse | undefined): unknown {
+  const out = res as { allLogs?: unknown; log?: unknown } | undefined;
+  const all = out?.allLogs;
+  return Array.isArray(all) && all.length > 0 ? all[all.length - 1] : out?.log;
+}
+
+function mixinOf(reader: LogFieldReader): ContextMixin {
+  return (_mergeObject, _level, logger) => {
+    const record = storage.getStore();
+    // pino merges the call's own object into what the mixin returns, so it must be a fresh object
+    if (record === undefined) return {};
+    try {
+      if (hasIds(logger, record)) return reader.selected(record) ?? {};
+      return reader.of(record);
+    } catch {
+      return {};
+    }
+  };
+}
+
+function customPropsOf(reader: LogFieldReader): ContextCustomProps {
+  return (req, res) => {
+    try {
+      const record = recordOf(req);
+      if (record === undefined) return EMPTY; // the context does not exist yet (pino-http mounted before it)
+      const inside = storage.getStore() === record;
+      const { ids } = idsFor(reader, record);
+      const finishing = res?.headersSent === true;
+      if (!finishing) return ids; // request start: bind the ids; the mixin adds the (changing) context fields
+      // response line: pino-http writes it with the request's logger, which may hold the ids already
+      if (hasIds(responseLoggerOf(res), record)) return inside ? EMPTY : (reader.selected(record) ?? EMPTY);
+      return inside ? ids : reader.of(record);
+    } catch {
+      return EMPTY;
+    }
+  };
+}
+
+/**
+ * A pino `mixin` adding `{ correlationId, traceId, spanId, ...selected }` to every line written
+ * inside a context (nothing outside one). Lines of loggers already bound to the request's ids by
+ * {@link contextCustomProps} get only the selected context fields, so no key appears twice.
+ * @throws ContextConfigError when an option is unusable.
+ * @example const logger = pino({ mixin: contextMixin({ contextFields: ['userId'] }) });
+ */
+export function contextMixin<T extends object = RegisteredContext>(options?: LogFieldsOptions<T>): ContextMixin {
+  return mixinOf(new LogFieldReader(options as LogFieldsOptions<never> | undefined, 'contextMixin()'));
+}
+
+/**
+ * A pino-http `customProps` that binds the request's correlation id, trace id and span id to
+ * `req.log` and to pino-http's automatic lines. It reads the context from the request itself, so it
+ * works where the context is not active (pino-http's response line, code that lost it). `req.log` is
+ * bound when the context exists by the time pino-http sees the request — always with nestjs-pino and
+ * on Express; the response line gets the fields either way (Fastify `app.use()` before `init()`,
+ * `middleware: false`). Use it together with {@link contextMixin} given the same `keys`
+ * (or use {@link pinoHttpContext}, which shares one set of options).
+ * @throws ContextConfigError when an option is unusable.
+ */
+export function contextCustomProps<T extends object = RegisteredContext>(options?: LogFieldsOptions<T>): ContextCustomProps {
+  return customPropsOf(new LogFieldReader(options as LogFieldsOptions<never> | undefined, 'contextCustomProps()'));
+}
+
+/**
+ * `{ mixin, customProps }` sharing one set of options: spread into pino-http's options or
+ * nestjs-pino's `pinoHttp`, and every line — pino-http's `request completed`/`request errored`, the
+ * app's lines through `PinoLogger`/`Logger`, Nest's own lines — carries the same fields.
+ * @throws ContextConfigError when an option is unusable.
+ * @example
+ * LoggerModule.forRoot({ pinoHttp: { ...pinoHttpContext({ contextFields: ['userId'] }), level: 'info' } })
+ */
+export function pinoHttpContext<T extends object = RegisteredContext>(options?: LogFieldsOptions<T>): PinoHttpContextOptions {
+  const reader = new LogFieldReader(options as LogFieldsOptions<never> | undefined, 'pinoHttpContext()');
+  return { mixin: mixinOf(reader), customProps: customPropsOf(reader) };
+}
