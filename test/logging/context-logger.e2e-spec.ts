@@ -20,7 +20,9 @@ describe.each(matrix)('ContextLogger on %s, %s mode', (_platform, mode, makeAdap
   let base: string;
   let capture: ReturnType<typeof captureStdio>;
   const parsed = (): ParsedLine[] => capture.lines().map(parse).filter((line): line is ParsedLine => line !== undefined);
-  const byMessage = (message: string): ParsedLine[] => parsed().filter((line) => line.message === message || line.message === `Error: ${message}`);
+  // NestJS 12 logs an Error as its message (the stack apart); NestJS 11's JSON mode as `Error: <message>` plus the stack.
+  const byMessage = (message: string): ParsedLine[] =>
+    parsed().filter((line) => line.message === message || line.message === `Error: ${message}` || line.message.startsWith(`Error: ${message}\n`));
 
   beforeAll(async () => {
     capture = captureStdio();
