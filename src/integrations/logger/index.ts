@@ -5,13 +5,4 @@
 export { ContextLogger, type ContextLoggerOptions } from './context-logger.js';
 export { ContextLoggerModule, type ContextLoggerModuleOptions } from './context-logger.module.js';
 export { formatAccessLogEntry, type AccessLogEntry, type AccessLogOptions } from './access-log.js';
-export {
-  createLogFields,
-  type ContextFieldSelector,
-  type LogFieldKeys,
-  type LogFields,
-  type LogFieldSource,
-  type LogFieldsOptions,
-  type LogFieldValue,
-} from '../../logging/fields.js';
-export { sanitizeLogValue } from '../../logging/sanitize.js';
+export * from '../../logging/public.js';

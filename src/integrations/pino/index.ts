@@ -9,16 +9,7 @@ import { storage, type ContextRecord } from '../../context.storage.js';
 import type { RegisteredContext } from '../../current-context.js';
 import { LogFieldReader, recordOf, type LogFields, type LogFieldsOptions } from '../../logging/fields.js';
 
-export {
-  createLogFields,
-  type ContextFieldSelector,
-  type LogFieldKeys,
-  type LogFields,
-  type LogFieldSource,
-  type LogFieldsOptions,
-  type LogFieldValue,
-} from '../../logging/fields.js';
-export { sanitizeLogValue } from '../../logging/sanitize.js';
+export * from '../../logging/public.js';
 
 /** A pino `mixin`: returns the fields the line gets from the active context (`{}` outside one). */
 export type ContextMixin = (mergeObject: object, level: number, logger?: object) => LogFields;

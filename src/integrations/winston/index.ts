@@ -7,16 +7,7 @@ import { storage, type ContextRecord } from '../../context.storage.js';
 import type { RegisteredContext } from '../../current-context.js';
 import { LogFieldReader, type LogFieldsOptions } from '../../logging/fields.js';
 
-export {
-  createLogFields,
-  type ContextFieldSelector,
-  type LogFieldKeys,
-  type LogFields,
-  type LogFieldSource,
-  type LogFieldsOptions,
-  type LogFieldValue,
-} from '../../logging/fields.js';
-export { sanitizeLogValue } from '../../logging/sanitize.js';
+export * from '../../logging/public.js';
 
 /**
  * Where {@link contextMeta} leaves the context of the log call on the entry (a symbol, so it is never
