@@ -1,4 +1,4 @@
-import { Module, type DynamicModule, type MiddlewareConsumer, type NestModule, type Type } from '@nestjs/common';
+import { Module, type DynamicModule, type MiddlewareConsumer, type NestModule, type OnModuleDestroy, type Type } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { CONTEXT_MODULE_OPTIONS } from './context.constants.js';
 import { ContextHost } from './context.host.js';
@@ -6,6 +6,7 @@ import { mountEntry } from './context.mount.js';
 import { checkContextClass } from './context.options.js';
 import { createAsyncOptionsProviders, createContextProviders } from './context.providers.js';
 import { ContextService } from './context.service.js';
+import { registerHost } from './with-context.decorator.js';
 import type {
   ContextModuleAsyncOptions,
   ContextModuleOptions,
@@ -21,11 +22,21 @@ import type {
  * export class AppModule {}
  */
 @Module({})
-export class ContextModule implements NestModule {
+export class ContextModule implements NestModule, OnModuleDestroy {
+  /** Forgets this app's host in the registry `@WithContext()` reads. */
+  private readonly unregister: () => void;
+
   constructor(
     private readonly host: ContextHost,
     private readonly adapterHost: HttpAdapterHost,
-  ) {}
+  ) {
+    this.unregister = registerHost(host);
+  }
+
+  /** Removes the app from the registry `@WithContext()` reads (called by Nest on `app.close()`). */
+  onModuleDestroy(): void {
+    this.unregister();
+  }
 
   /**
    * Registers the module with your context class and options.

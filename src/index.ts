@@ -15,3 +15,4 @@ export { ContextError, ContextNotActiveError, ContextConfigError, ContextCreatio
 export { CONTEXT_MODULE_OPTIONS, DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADER } from './context.constants.js';
 export { isValidCorrelationId, generateCorrelationId } from './propagation/correlation-id.js';
 export * from './interfaces/index.js';
+export { WithContext, type WithContextOptions } from './with-context.decorator.js';

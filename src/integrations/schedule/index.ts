@@ -1,0 +1,63 @@
+import { Inject, Injectable, Module, Optional, type DynamicModule } from '@nestjs/common';
+import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
+import { ContextHost } from '../../context.host.js';
+import { storage } from '../../context.storage.js';
+import { bindingOf, MethodExplorer } from '../../method.explorer.js';
+import { defaultHost, hostOrThrow, type AnyMethod } from '../../with-context.decorator.js';
+
+/** The `ContextInit.source` of contexts opened for scheduled runs. */
+export const SCHEDULE_CONTEXT_SOURCE = 'schedule';
+
+/** The metadata key `@Cron()`, `@Interval()` and `@Timeout()` of `@nestjs/schedule` (10–12) put on a method. */
+const SCHEDULER_TYPE = 'SCHEDULER_TYPE';
+const TAG = Symbol.for('nestjs-context:schedule');
+
+/** Classes with scheduled methods → the host of the app that wrapped them; the last app wins. */
+const bindings = new WeakMap<object, ContextHost>();
+
+function hasScheduleMetadata(fn: unknown): boolean {
+  const reflect = Reflect as unknown as { getMetadata?(key: string, target: object): unknown };
+  return typeof fn === 'function' && reflect.getMetadata?.(SCHEDULER_TYPE, fn) !== undefined;
+}
+
+/**
+ * Finds the methods of the app's providers and controllers that carry `@Cron()`, `@Interval()` or
+ * `@Timeout()` and wraps them while the app is being built — before `@nestjs/schedule` reads them at
+ * `onModuleInit` — so that every run opens a fresh context. @internal
+ */
+@Injectable()
+class ContextScheduleExplorer extends MethodExplorer<ContextHost> {
+  constructor(discovery: DiscoveryService, @Optional() @Inject(ContextHost) host: ContextHost | undefined) {
+    super(discovery, bindings, hostOrThrow(host, 'ContextScheduleModule'), TAG);
+    this.scan();
+  }
+
+  protected matches(method: unknown): boolean {
+    return hasScheduleMetadata(method);
+  }
+
+  protected wrap(original: AnyMethod): AnyMethod {
+    return function (this: unknown, ...args: unknown[]) {
+      const host = bindingOf(bindings, this) ?? defaultHost();
+      if (host === undefined) return original.apply(this, args);
+      return storage.run(host.create({ source: SCHEDULE_CONTEXT_SOURCE }), () => original.apply(this, args));
+    };
+  }
+}
+
+/**
+ * Gives every run of a `@Cron()`, `@Interval()` or `@Timeout()` method a fresh context (fresh
+ * correlation id, new trace, `source: 'schedule'`) — zero per-method code. Import it once, beside
+ * `ContextModule` and `ScheduleModule`. Jobs added at runtime through `SchedulerRegistry` are not
+ * seen; decorate their callbacks with `@WithContext()` or wrap them in `contextService.run()`.
+ *
+ * @example
+ * \@Module({ imports: [ContextModule.forRoot(MyContext), ScheduleModule.forRoot(), ContextScheduleModule.forRoot()] })
+ */
+@Module({})
+export class ContextScheduleModule {
+  /** Registers the integration (global). */
+  static forRoot(): DynamicModule {
+    return { module: ContextScheduleModule, global: true, imports: [DiscoveryModule], providers: [ContextScheduleExplorer] };
+  }
+}

@@ -1,0 +1,187 @@
+import type { IncomingMessage } from 'node:http';
+import { Inject, Injectable, Module, Optional, type DynamicModule } from '@nestjs/common';
+import { ApplicationConfig } from '@nestjs/core';
+import { Observable, isObservable } from 'rxjs';
+import { ContextHost } from '../../context.host.js';
+import type { Carrier, ContextRecord } from '../../context.storage.js';
+import { hostOrThrow, runIn } from '../../with-context.decorator.js';
+
+/** Options of {@link ContextWsModule.forRoot}. */
+export interface ContextWsOptions {
+  /**
+   * Use the WebSocket handshake's headers (`x-request-id` / `x-correlation-id`, `traceparent`,
+   * `tracestate`, `baggage`) as the inbound carrier of every message of that connection: each
+   * message then keeps the connection's correlation id and trace id, with its own span id.
+   * `true` trusts every handshake, a function decides per handshake request (e.g. by a shared
+   * secret header). The app's `trustInbound` (and its per-kind overrides) applies on top of this,
+   * evaluated on the handshake request.
+   * Default: `false` (every message gets a fresh id and a new trace).
+   */
+  handshake?: boolean | ((request: IncomingMessage) => boolean);
+}
+
+/** Injection token of the {@link ContextWsOptions}. */
+export const CONTEXT_WS_OPTIONS = Symbol.for('nestjs-context:websockets-options');
+
+interface SocketLike {
+  request?: { headers?: unknown };
+  handshake?: { headers?: unknown };
+}
+
+/** The handshake request and headers of a socket.io socket, if `client` is one. */
+function handshakeOf(client: unknown): { request: IncomingMessage | undefined; headers: Carrier } | undefined {
+  // A socket.io socket: it has an id and a handshake (a message payload rarely has both).
+  if (typeof client !== 'object' || client === null || !('handshake' in client) || !('id' in client)) return undefined;
+  const socket = client as SocketLike;
+  const request = socket.request as IncomingMessage | undefined;
+  const headers = request?.headers ?? socket.handshake?.headers;
+  if (typeof headers !== 'object' || headers === null) return undefined;
+  return { request, headers: headers as Carrier };
+}
+
+type Policy = NonNullable<ContextWsOptions['handshake']>;
+type AnyFn = (...args: unknown[]) => unknown;
+
+/** One message handler as Nest hands it to a WebSocket adapter. */
+interface MessageHandlerLike {
+  callback: AnyFn;
+  [key: string]: unknown;
+}
+
+/** The part of a Nest WebSocket adapter (`IoAdapter`, `WsAdapter`, custom ones) this integration wraps. */
+interface AdapterLike {
+  bindMessageHandlers(client: unknown, handlers: MessageHandlerLike[], transform: AnyFn): unknown;
+  bindClientConnect?(server: unknown, callback: AnyFn): unknown;
+  bindClientDisconnect?(client: unknown, callback: AnyFn): unknown;
+}
+
+const TAG = Symbol.for('nestjs-context:websockets');
+
+/** The trusted handshake of a message: its headers and request when the policy trusts them. */
+function trustedHandshake(policy: Policy, ...candidates: unknown[]): ReturnType<typeof handshakeOf> {
+  if (policy === false) return undefined;
+  let found: ReturnType<typeof handshakeOf>;
+  for (const candidate of candidates) if ((found = handshakeOf(candidate)) !== undefined) break;
+  if (found === undefined) return undefined;
+  if (policy !== true) {
+    if (found.request === undefined) return undefined;
+    try {
+      if (policy(found.request) !== true) return undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return found;
+}
+
+/** Keeps the subscription of an Observable returned by a handler inside the message's context. */
+function bindResult(result: unknown, record: ContextRecord): unknown {
+  if (isObservable(result)) return new Observable((subscriber) => runIn(record, () => result.subscribe(subscriber)));
+  if (result instanceof Promise) return result.then((value: unknown) => bindResult(value, record));
+  return result;
+}
+
+/**
+ * Enters a context per WebSocket message before Nest's pipeline runs (so guards, interceptors,
+ * pipes, the handler and exception filters all see it), by wrapping the message handlers the app's
+ * WebSocket adapter binds; registers the `'ws'` carrier extractor for the global interceptor too.
+ * @internal
+ */
+@Injectable()
+class ContextWsSetup {
+  private readonly policy: Policy;
+
+  constructor(
+    @Optional() @Inject(ContextHost) host: ContextHost | undefined,
+    config: ApplicationConfig,
+    @Optional() @Inject(CONTEXT_WS_OPTIONS) options: ContextWsOptions = {},
+  ) {
+    const found = hostOrThrow(host, 'ContextWsModule');
+    const policy = options?.handshake ?? false;
+    if (policy !== true && policy !== false && typeof policy !== 'function') {
+      throw new TypeError(
+        `ContextWsModule.forRoot(): handshake must be true, false or a function of the handshake request, got ${typeof policy}. ` +
+          'Leave it out to give every message a fresh context.',
+      );
+    }
+    this.policy = policy;
+    // Nest hands WebSocket handlers (client, data, …), so the socket may come as either argument.
+    if (policy !== false) found.setExtractor('ws', (first, second) => trustedHandshake(policy, first, second)?.headers);
+
+    // The adapter is chosen after the app is built (app.useWebSocketAdapter) and used at init:
+    // wrap whatever adapter Nest reads from the config when it binds the gateways.
+    const getIoAdapter = config.getIoAdapter.bind(config);
+    config.getIoAdapter = () => {
+      const adapter = getIoAdapter() as unknown as AdapterLike | undefined | null;
+      if (adapter !== undefined && adapter !== null) this.wrapAdapter(adapter, found);
+      return adapter as never;
+    };
+  }
+
+  private wrapAdapter(adapter: AdapterLike, host: ContextHost): void {
+    const target = adapter as unknown as Record<string | symbol, unknown>;
+    if (target[TAG] === true || typeof adapter.bindMessageHandlers !== 'function') return;
+    Object.defineProperty(target, TAG, { value: true });
+    const policy = this.policy;
+    const open = (client: unknown): ContextRecord => {
+      const found = trustedHandshake(policy, client);
+      return found === undefined ? host.create({ source: 'ws' }) : host.fromCarrier(found.headers, 'ws', found.request);
+    };
+
+    const bindMessages = adapter.bindMessageHandlers;
+    adapter.bindMessageHandlers = function (client: unknown, handlers: MessageHandlerLike[], transform: AnyFn) {
+      const wrapped = Array.isArray(handlers)
+        ? handlers.map((handler) => {
+            const callback = handler.callback;
+            if (typeof callback !== 'function') return handler;
+            return {
+              ...handler,
+              callback: (...args: unknown[]) => {
+                const record = open(client);
+                return bindResult(runIn(record, () => callback(...args)), record);
+              },
+            };
+          })
+        : handlers;
+      return bindMessages.call(this, client, wrapped, transform);
+    };
+
+    // handleConnection / handleDisconnect of gateways: a context of their own, from the handshake too.
+    const bindConnect = adapter.bindClientConnect;
+    if (typeof bindConnect === 'function') {
+      adapter.bindClientConnect = function (server: unknown, callback: AnyFn) {
+        if (typeof callback !== 'function') return bindConnect.call(this, server, callback);
+        return bindConnect.call(this, server, (...args: unknown[]) => runIn(open(args[0]), () => callback(...args)));
+      };
+    }
+    const bindDisconnect = adapter.bindClientDisconnect;
+    if (typeof bindDisconnect === 'function') {
+      adapter.bindClientDisconnect = function (client: unknown, callback: AnyFn) {
+        if (typeof callback !== 'function') return bindDisconnect.call(this, client, callback);
+        return bindDisconnect.call(this, client, (...args: unknown[]) => runIn(open(client), () => callback(...args)));
+      };
+    }
+  }
+}
+
+/**
+ * WebSocket gateways (`@SubscribeMessage()` handlers). Without it, every message already gets its
+ * own context from the global `ContextInterceptor`, but only from the interceptor on (guards run
+ * before it and see none). With it, the context is entered before Nest's pipeline, for every
+ * adapter (socket.io, ws), guards and filters included; and `handshake` continues the connection's
+ * correlation id and trace in every message.
+ *
+ * @example
+ * \@Module({ imports: [ContextModule.forRoot(MyContext), ContextWsModule.forRoot({ handshake: true })] })
+ */
+@Module({})
+export class ContextWsModule {
+  /** Registers the integration (global). */
+  static forRoot(options: ContextWsOptions = {}): DynamicModule {
+    return {
+      module: ContextWsModule,
+      global: true,
+      providers: [{ provide: CONTEXT_WS_OPTIONS, useValue: options }, ContextWsSetup],
+    };
+  }
+}

@@ -1,0 +1,192 @@
+import { ContextError } from './context.errors.js';
+import type { ContextHost } from './context.host.js';
+import { storage, type ContextRecord } from './context.storage.js';
+import type { ContextSource } from './interfaces/context-init.interface.js';
+
+/** Options of {@link WithContext}. */
+export interface WithContextOptions {
+  /**
+   * When a context is already active where the method is called, run the method in it instead of
+   * opening a new one. Default: `false` (every call gets a fresh context with a fresh id).
+   */
+  inherit?: boolean;
+  /** The `source` your context class receives in its `ContextInit`. Default: `'manual'`. */
+  source?: ContextSource;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry of the ContextHosts of the apps alive in this process (internal).
+// ---------------------------------------------------------------------------------------------
+
+const HOSTS_KEY = Symbol.for('nestjs-context:hosts');
+type HostsHolder = { [HOSTS_KEY]?: ContextHost[] };
+
+/** The live hosts, most recently initialised last; shared by the ESM and CommonJS builds. */
+const hosts: ContextHost[] = ((globalThis as HostsHolder)[HOSTS_KEY] ??= []);
+
+/**
+ * Records the host of an app that has a `ContextModule` (called by the module); returns a function
+ * that forgets it again (called when the app closes). @internal
+ */
+export function registerHost(host: ContextHost): () => void {
+  hosts.push(host);
+  return () => {
+    const at = hosts.lastIndexOf(host);
+    if (at >= 0) hosts.splice(at, 1);
+  };
+}
+
+/** The host of the most recently created app with a `ContextModule`, if any is alive. @internal */
+export function defaultHost(): ContextHost | undefined {
+  return hosts[hosts.length - 1];
+}
+
+/**
+ * The host of the most recent app, or a {@link ContextError} that says how to get one.
+ * @internal
+ */
+export function requireHost(caller: string): ContextHost {
+  const host = defaultHost();
+  if (host === undefined) {
+    throw new ContextError(
+      `${caller}: no ContextModule is alive in this process, so there is no context class or options ` +
+        `to open a context with. Import ContextModule.forRoot(MyContext) in your root module and create ` +
+        `the app first (NestFactory.create() or NestFactory.createApplicationContext()), then call the ` +
+        `method; or open the context yourself with contextService.run(() => ...).`,
+    );
+  }
+  return host;
+}
+
+/**
+ * Checks that an integration module found the app's `ContextHost` (injected optionally), or throws
+ * a {@link ContextError} that says how to fix the imports. @internal
+ */
+export function hostOrThrow(host: ContextHost | undefined | null, integration: string): ContextHost {
+  if (host === undefined || host === null) {
+    throw new ContextError(
+      `${integration}: no ContextModule found. Import ContextModule.forRoot(MyContext) in the root module ` +
+        `(it is global by default; with isGlobal: false, import it in the module that imports ${integration} too).`,
+    );
+  }
+  return host;
+}
+
+/**
+ * Runs `fn` inside `record` (or directly when it is already the active one); promises stay inside
+ * until they settle. @internal
+ */
+export function runIn<R>(record: ContextRecord, fn: () => R): R {
+  return storage.getStore() === record ? fn() : storage.run(record, fn);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Method wrapping that keeps decorator metadata (internal, shared by the integrations).
+// ---------------------------------------------------------------------------------------------
+
+/** A method as the wrappers see it. @internal */
+export type AnyMethod = (this: unknown, ...args: unknown[]) => unknown;
+
+interface MetadataReflect {
+  getOwnMetadataKeys?(target: object): unknown[];
+  getOwnMetadata?(key: unknown, target: object): unknown;
+  defineMetadata?(key: unknown, value: unknown, target: object): void;
+}
+
+/** Marks a wrapper made by {@link wrapMethod}; the value is the wrapped (original) function. */
+const WRAPPED = Symbol.for('nestjs-context:wrapped');
+
+/** Copies the `reflect-metadata` entries and the name of `from` onto `to` (decorators such as `@Cron()` read them). @internal */
+export function copyMethodMetadata(from: object, to: object): void {
+  const reflect = Reflect as unknown as MetadataReflect;
+  if (typeof reflect.getOwnMetadataKeys === 'function' && reflect.getOwnMetadata && reflect.defineMetadata) {
+    for (const key of reflect.getOwnMetadataKeys(from)) {
+      reflect.defineMetadata(key, reflect.getOwnMetadata(key, from), to);
+    }
+  }
+  const name = (from as { name?: unknown }).name;
+  if (typeof name === 'string') Object.defineProperty(to, 'name', { value: name, configurable: true });
+}
+
+/**
+ * Replaces the method `key` seen on `proto` with `make(original)`, as an own property of `proto`,
+ * keeping its metadata. Idempotent per `tag`: a method already wrapped with the same tag is left
+ * alone. Returns whether it wrapped. @internal
+ */
+export function wrapMethod(proto: object, key: string | symbol, tag: symbol, make: (original: AnyMethod) => AnyMethod): boolean {
+  const original = (proto as Record<string | symbol, unknown>)[key];
+  if (typeof original !== 'function') return false;
+  let probe: unknown = original;
+  while (typeof probe === 'function') {
+    if ((probe as unknown as Record<symbol, unknown>)[tag] === true) return false;
+    probe = (probe as unknown as Record<symbol, unknown>)[WRAPPED];
+  }
+  const wrapped = make(original as AnyMethod);
+  copyMethodMetadata(original, wrapped);
+  Object.defineProperty(wrapped, WRAPPED, { value: original });
+  Object.defineProperty(wrapped, tag, { value: true });
+  const own = Object.getOwnPropertyDescriptor(proto, key);
+  Object.defineProperty(proto, key, {
+    value: wrapped,
+    writable: own?.writable ?? true,
+    enumerable: own?.enumerable ?? false,
+    configurable: true,
+  });
+  return true;
+}
+
+/**
+ * Names of the methods of a prototype and its parents (not `Object.prototype`), without getters.
+ * @internal
+ */
+export function methodNames(proto: object): string[] {
+  const names = new Set<string>();
+  for (let p: object | null = proto; p !== null && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
+    for (const name of Object.getOwnPropertyNames(p)) {
+      if (name === 'constructor' || names.has(name)) continue;
+      const descriptor = Object.getOwnPropertyDescriptor(p, name);
+      if (descriptor !== undefined && typeof descriptor.value === 'function') names.add(name);
+    }
+  }
+  return [...names];
+}
+
+// ---------------------------------------------------------------------------------------------
+// @WithContext()
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Runs the decorated method inside a fresh context (fresh correlation id, new trace) — for
+ * standalone apps (`NestFactory.createApplicationContext`), scripts, CLI commands and jobs you
+ * trigger yourself. Works on sync and async methods (a returned promise stays inside the context
+ * until it settles) and without dependency injection: it uses the context class and options of the
+ * app's `ContextModule` (the most recently created app, when several are alive).
+ *
+ * @example
+ * class ReportCommand {
+ *   \@WithContext()
+ *   async run() { logger.log(currentContext.correlationId); }
+ * }
+ * @throws ContextError when called while no app with a `ContextModule` exists; the message says how to fix it.
+ */
+export function WithContext(options: WithContextOptions = {}): MethodDecorator {
+  const inherit = options.inherit === true;
+  const source = options.source ?? 'manual';
+  return (target, key, descriptor) => {
+    const owner = typeof target === 'function' ? target.name : (target.constructor as { name?: string } | undefined)?.name;
+    const label = `@WithContext() on ${owner ?? 'anonymous class'}.${String(key)}`;
+    const original = descriptor.value as unknown;
+    if (typeof original !== 'function') {
+      throw new ContextError(`${label}: it decorates methods only, and this member is not a method. Move it onto a method.`);
+    }
+    const method = original as AnyMethod;
+    const wrapped = function (this: unknown, ...args: unknown[]): unknown {
+      if (inherit && storage.getStore() !== undefined) return method.apply(this, args);
+      const record = requireHost(label).create({ source });
+      return storage.run(record, () => method.apply(this, args));
+    };
+    copyMethodMetadata(method, wrapped);
+    (descriptor as PropertyDescriptor).value = wrapped;
+    return descriptor;
+  };
+}
