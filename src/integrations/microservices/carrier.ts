@@ -1,0 +1,111 @@
+import type { Carrier } from '../../context.storage.js';
+
+/**
+ * Where the server-side wrapper leaves the headers it unwrapped from a fallback envelope: on the
+ * transport's per-message context object (`TcpContext`, `RedisContext`, ...), under a symbol.
+ * Registered globally so the ESM and CommonJS builds agree. @internal
+ */
+export const ENVELOPE_CARRIER = Symbol.for('nestjs-context:rpc-envelope-carrier');
+
+/** Longest single metadata value read; longer ones are ignored (a baggage header is capped at 8192 bytes). */
+const MAX_VALUE_LENGTH = 8192;
+
+type Lookup = (name: string) => unknown;
+
+interface MetadataLike {
+  get(name: string): unknown;
+  getMap(): unknown;
+}
+
+function isObject(value: unknown): value is Record<PropertyKey, unknown> {
+  return value !== null && typeof value === 'object';
+}
+
+function isMetadataLike(value: unknown): value is MetadataLike {
+  return isObject(value) && typeof value.get === 'function' && typeof value.getMap === 'function';
+}
+
+/** Reads an own, non-prototype property of a plain record (never `__proto__` tricks). */
+function ownValue(source: unknown): Lookup | undefined {
+  if (!isObject(source)) return undefined;
+  return (name) => (Object.prototype.hasOwnProperty.call(source, name) ? source[name] : undefined);
+}
+
+function callMethod(target: Record<PropertyKey, unknown>, method: string): unknown {
+  const fn = target[method];
+  return typeof fn === 'function' ? (fn as () => unknown).call(target) : undefined;
+}
+
+/** Picks where this message's metadata lives, by the shape of Nest's transport context. */
+function lookupFor(data: unknown, transport: unknown): Lookup | undefined {
+  // gRPC stream pass-through handlers get the call itself first (and a callback second).
+  if (!isObject(transport)) {
+    if (isObject(data) && isMetadataLike(data.metadata)) {
+      const metadata = data.metadata;
+      return (name) => metadata.get(name);
+    }
+    return undefined;
+  }
+  const envelope = (transport as { [ENVELOPE_CARRIER]?: unknown })[ENVELOPE_CARRIER];
+  if (envelope !== undefined) return ownValue(envelope);
+  // gRPC: the second handler argument is the call's Metadata.
+  if (isMetadataLike(transport)) return (name) => transport.get(name);
+  // NATS: NatsContext#getHeaders() returns the message's MsgHdrs (or undefined).
+  if (typeof transport.getHeaders === 'function') {
+    const headers = callMethod(transport, 'getHeaders');
+    if (!isObject(headers) || typeof headers.get !== 'function') return undefined;
+    const get = headers.get as (name: string) => unknown;
+    return (name) => get.call(headers, name);
+  }
+  // MQTT 5: MqttContext#getPacket().properties.userProperties.
+  if (typeof transport.getPacket === 'function') {
+    const packet = callMethod(transport, 'getPacket');
+    const properties = isObject(packet) ? packet.properties : undefined;
+    return ownValue(isObject(properties) ? properties.userProperties : undefined);
+  }
+  // RabbitMQ: RmqContext#getMessage().properties.headers.
+  if (typeof transport.getMessage === 'function' && typeof transport.getChannelRef === 'function') {
+    const message = callMethod(transport, 'getMessage');
+    const properties = isObject(message) ? message.properties : undefined;
+    return ownValue(isObject(properties) ? properties.headers : undefined);
+  }
+  return undefined;
+}
+
+/** One metadata value as a usable header string, or `undefined` (wrong type, empty, too long). */
+function asHeader(value: unknown): string | undefined {
+  const first = Array.isArray(value) ? (value as unknown[])[0] : value;
+  if (typeof first !== 'string' || first.length === 0 || first.length > MAX_VALUE_LENGTH) return undefined;
+  return first;
+}
+
+/**
+ * Reads the propagation headers `names` of one inbound message from its payload and transport
+ * context into a fresh, prototype-free carrier. Values of the wrong type, empty or longer than
+ * 8192 characters are dropped; nothing here throws. Returns `undefined` when the message carries none.
+ * @internal
+ */
+export function extractCarrier(data: unknown, transport: unknown, names: readonly string[]): Carrier | undefined {
+  let lookup: Lookup | undefined;
+  try {
+    lookup = lookupFor(data, transport);
+  } catch {
+    return undefined;
+  }
+  if (lookup === undefined) return undefined;
+  const carrier: Record<string, string> = Object.create(null) as Record<string, string>;
+  let found = false;
+  for (const name of names) {
+    let value: string | undefined;
+    try {
+      value = asHeader(lookup(name));
+    } catch {
+      value = undefined;
+    }
+    if (value !== undefined) {
+      carrier[name] = value;
+      found = true;
+    }
+  }
+  return found ? carrier : undefined;
+}

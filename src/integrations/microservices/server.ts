@@ -1,0 +1,107 @@
+import { Server, ServerGrpc } from '@nestjs/microservices';
+import { isObservable, Observable } from 'rxjs';
+import { storage, type ContextRecord } from '../../context.storage.js';
+import { soleHost } from './hosts.js';
+import { ENVELOPE_CARRIER } from './carrier.js';
+import { CONTEXT_ENVELOPE_KEY, isEnvelope } from './envelope.js';
+
+type Handler = ((...args: unknown[]) => unknown) & { next?: Handler };
+type AddHandler = (this: Server, pattern: unknown, callback: Handler, ...rest: unknown[]) => unknown;
+
+const ORIGINAL = Symbol.for('nestjs-context:microservices-original');
+const WRAPPED = Symbol.for('nestjs-context:microservices-wrapped-handler');
+
+/** Makes a handler's Observable (or a Promise of one) subscribe inside the record's context. */
+function bindResult(result: unknown, record: ContextRecord): unknown {
+  if (isObservable(result)) {
+    return new Observable<unknown>((subscriber) => storage.run(record, () => result.subscribe(subscriber)));
+  }
+  if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+    return (result as PromiseLike<unknown>).then((value) => bindResult(value, record));
+  }
+  return result;
+}
+
+/**
+ * Opens the message's context around the handler, so guards see it too and it exists even where
+ * Nest's global interceptor is not applied (hybrid apps without `inheritAppConfig`). Starts from
+ * no context at all, so a context that leaked into the transport's callbacks is never reused.
+ */
+function runInMessageContext(self: unknown, callback: Handler, args: unknown[]): unknown {
+  const host = soleHost();
+  let record: ContextRecord | undefined;
+  try {
+    record = host?.forMessage('rpc', args[0], args[1]);
+  } catch {
+    // E.g. a user-supplied id generator threw: leave it to the interceptor, which reports it.
+    record = undefined;
+  }
+  if (record === undefined) return callback.apply(self, args);
+  const active = record;
+  return bindResult(
+    storage.run(active, () => callback.apply(self, args)),
+    active,
+  );
+}
+
+/**
+ * Wraps one message handler: unwraps a fallback envelope (the handler, guards, pipes and
+ * interceptors see the original payload; the headers are left on the transport context for the
+ * extractor), and runs it outside any context that leaked into the transport's callbacks, so every
+ * message starts from its own metadata. Event-handler chains (`next`) keep working.
+ */
+function wrapHandler(callback: Handler): Handler {
+  if ((callback as { [WRAPPED]?: true })[WRAPPED]) return callback;
+  const wrapped = function (this: unknown, ...args: unknown[]): unknown {
+    const data = args[0];
+    if (isEnvelope(data)) {
+      const transport = args[1];
+      if (transport !== null && typeof transport === 'object') {
+        (transport as { [ENVELOPE_CARRIER]?: unknown })[ENVELOPE_CARRIER] = data[CONTEXT_ENVELOPE_KEY] ?? null;
+      }
+      args[0] = data.data;
+    }
+    return storage.getStore() === undefined
+      ? runInMessageContext(this, callback, args)
+      : storage.exit(() => runInMessageContext(this, callback, args));
+  } as Handler;
+  // Nest chains several event handlers of one pattern through `next` on the registered function.
+  Object.defineProperty(wrapped, 'next', {
+    get: () => callback.next,
+    set: (next: Handler | undefined) => {
+      callback.next = next;
+    },
+    enumerable: true,
+    configurable: true,
+  });
+  Object.defineProperty(wrapped, WRAPPED, { value: true });
+  return wrapped;
+}
+
+function patchAddHandler(target: Record<string, unknown>): () => void {
+  const current = target.addHandler as (AddHandler & { [ORIGINAL]?: AddHandler }) | undefined;
+  if (typeof current !== 'function' || current[ORIGINAL] !== undefined) return () => undefined;
+  const had = Object.prototype.hasOwnProperty.call(target, 'addHandler');
+  const wrapped: AddHandler & { [ORIGINAL]?: AddHandler } = function (this: Server, pattern, callback, ...rest) {
+    return current.call(this, pattern, typeof callback === 'function' ? wrapHandler(callback) : callback, ...rest);
+  };
+  wrapped[ORIGINAL] = current;
+  target.addHandler = wrapped;
+  return () => {
+    if (target.addHandler !== wrapped) return;
+    if (had) target.addHandler = current;
+    else delete target.addHandler;
+  };
+}
+
+/**
+ * Patches `Server#addHandler` (every transport, including custom ones extending `Server`) and
+ * `ServerGrpc#addHandler` so handlers registered from now on unwrap the fallback envelope. @internal
+ */
+export function patchServers(): () => void {
+  const undo = [
+    patchAddHandler(Server.prototype as unknown as Record<string, unknown>),
+    patchAddHandler(ServerGrpc.prototype as unknown as Record<string, unknown>),
+  ];
+  return () => undo.forEach((fn) => fn());
+}

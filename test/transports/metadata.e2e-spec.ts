@@ -1,0 +1,105 @@
+import 'reflect-metadata';
+import { ClientProxyFactory, MqttRecord, NatsRecord, RmqRecord, Transport, type ClientProxy } from '@nestjs/microservices';
+import { headers as natsHeaders } from '@nats-io/transport-node';
+import { Test } from '@nestjs/testing';
+import { ContextModule, ContextService } from '../../src/index.js';
+import { extractCarrier, ENVELOPE_CARRIER } from '../../src/integrations/microservices/carrier.js';
+import { withOutboundContext } from '../../src/integrations/microservices/client.js';
+import { CONTEXT_ENVELOPE_KEY, isEnvelope } from '../../src/integrations/microservices/envelope.js';
+import { ContextMicroservicesModule } from '../../src/integrations/microservices/index.js';
+import { freePort, requireBroker } from './brokers.js';
+import { TransportContext } from './fixtures/harness.js';
+
+const NAMES = ['traceparent', 'tracestate', 'baggage', 'x-request-id', 'x-correlation-id'];
+
+describe('microservices metadata (no broker)', () => {
+  let contexts: ContextService<TransportContext>;
+  let close: () => Promise<void>;
+  const clients: Record<string, ClientProxy> = {};
+
+  beforeAll(async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [ContextModule.forRoot(TransportContext), ContextMicroservicesModule.forRoot()],
+    }).compile();
+    await moduleRef.init();
+    contexts = moduleRef.get(ContextService);
+    close = () => moduleRef.close();
+    clients.rmq = ClientProxyFactory.create({ transport: Transport.RMQ, options: { urls: ['amqp://127.0.0.1:1'] } }) as ClientProxy;
+    clients.nats = ClientProxyFactory.create({ transport: Transport.NATS, options: {} }) as ClientProxy;
+    clients.mqtt5 = ClientProxyFactory.create({ transport: Transport.MQTT, options: { protocolVersion: 5 } }) as ClientProxy;
+    clients.mqtt4 = ClientProxyFactory.create({ transport: Transport.MQTT, options: {} }) as ClientProxy;
+    clients.tcp = ClientProxyFactory.create({ transport: Transport.TCP }) as ClientProxy;
+  });
+  afterAll(() => close());
+
+  it('outside a context every client gets the payload back untouched', () => {
+    const payload = { a: 1 };
+    for (const client of Object.values(clients)) expect(withOutboundContext(client, payload)).toBe(payload);
+  });
+
+  it('RabbitMQ: a user record keeps its options and its own headers win; it is not mutated', () => {
+    const own = new RmqRecord({ a: 1 }, { headers: { 'x-request-id': 'mine', other: 'kept' }, priority: 3 });
+    const out = contexts.run(() => withOutboundContext(clients.rmq!, own), { correlationId: 'cid-1' }) as RmqRecord;
+    expect(out).toBeInstanceOf(RmqRecord);
+    expect(out.data).toEqual({ a: 1 });
+    expect(out.options).toMatchObject({ priority: 3, headers: { 'x-request-id': 'mine', other: 'kept' } });
+    expect(out.options?.headers?.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/);
+    expect(own.options?.headers).toEqual({ 'x-request-id': 'mine', other: 'kept' });
+  });
+
+  it('NATS: a user record keeps its headers (copied, not mutated); the context is added', () => {
+    const h = natsHeaders();
+    h.set('x-own', 'kept');
+    const own = new NatsRecord({ a: 1 }, h);
+    const out = contexts.run(() => withOutboundContext(clients.nats!, own), { correlationId: 'cid-2' }) as NatsRecord;
+    const outHeaders = out.headers as ReturnType<typeof natsHeaders>;
+    expect(outHeaders.get('x-own')).toBe('kept');
+    expect(outHeaders.get('x-request-id')).toBe('cid-2');
+    expect(h.has('traceparent')).toBe(false);
+  });
+
+  it('MQTT 5: user properties merged, the user\'s win; MQTT 3.1.1 falls back to the envelope', () => {
+    const own = new MqttRecord({ a: 1 }, { qos: 1, properties: { userProperties: { 'x-request-id': 'mine' } } });
+    const out = contexts.run(() => withOutboundContext(clients.mqtt5!, own), { correlationId: 'cid-3' }) as MqttRecord;
+    expect(out.options?.qos).toBe(1);
+    expect(out.options?.properties?.userProperties).toMatchObject({ 'x-request-id': 'mine' });
+    expect(out.options?.properties?.userProperties?.traceparent).toBeDefined();
+    const env = contexts.run(() => withOutboundContext(clients.mqtt4!, { a: 1 }), { correlationId: 'cid-4' });
+    expect(isEnvelope(env)).toBe(true);
+    expect(env).toMatchObject({ data: { a: 1 }, [CONTEXT_ENVELOPE_KEY]: { 'x-request-id': 'cid-4' } });
+  });
+
+  it('TCP: an envelope is never wrapped twice', () => {
+    const once = contexts.run(() => withOutboundContext(clients.tcp!, 'text'), { correlationId: 'cid-5' });
+    const twice = contexts.run(() => withOutboundContext(clients.tcp!, once), { correlationId: 'cid-6' });
+    expect(twice).toBe(once);
+  });
+
+  it('only an exact envelope is unwrapped; a user payload with one of its keys is left alone', () => {
+    expect(isEnvelope({ [CONTEXT_ENVELOPE_KEY]: {}, data: 1 })).toBe(true);
+    expect(isEnvelope({ [CONTEXT_ENVELOPE_KEY]: {}, data: 1, more: 2 })).toBe(false);
+    expect(isEnvelope({ data: 1 })).toBe(false);
+    expect(isEnvelope([CONTEXT_ENVELOPE_KEY, 'data'])).toBe(false);
+    expect(isEnvelope(null)).toBe(false);
+  });
+
+  it('the extractor ignores wrong types, empty, huge and prototype keys; reads only the names it knows', () => {
+    const bag = JSON.parse(
+      `{"traceparent":42,"tracestate":"${'x'.repeat(9000)}","baggage":"","x-request-id":["ok-id", 7],"__proto__":{"x":1},"other":"no"}`,
+    ) as unknown;
+    const carrier = extractCarrier(undefined, { [ENVELOPE_CARRIER]: bag }, NAMES);
+    expect(carrier).toEqual(Object.assign(Object.create(null) as object, { 'x-request-id': 'ok-id' }));
+    expect(Object.getPrototypeOf(carrier)).toBeNull();
+    expect(extractCarrier(undefined, { [ENVELOPE_CARRIER]: null }, NAMES)).toBeUndefined();
+    expect(extractCarrier(undefined, { [ENVELOPE_CARRIER]: 'garbage' }, NAMES)).toBeUndefined();
+    expect(extractCarrier(undefined, { getHeaders: () => { throw new Error('boom'); } }, NAMES)).toBeUndefined();
+    expect(extractCarrier(undefined, 'not an object', NAMES)).toBeUndefined();
+  });
+
+  it('a broker that is down fails the suite with its name and start command', async () => {
+    const port = await freePort();
+    await expect(requireBroker({ name: 'Redis', host: '127.0.0.1', port, start: 'redis-server --daemonize yes' })).rejects.toThrow(
+      `Redis is not reachable on 127.0.0.1:${port} (ECONNREFUSED) — start it with: redis-server --daemonize yes`,
+    );
+  });
+});

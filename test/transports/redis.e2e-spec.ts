@@ -1,0 +1,25 @@
+import { Transport } from '@nestjs/microservices';
+import { Redis } from 'ioredis';
+import { brokers } from './brokers.js';
+import { malformedEnvelopePacket, plainPacket } from './fixtures/harness.js';
+import { describeTransport } from './fixtures/suite.js';
+
+const { host, port } = brokers.redis;
+let raw: Redis | undefined;
+
+describeTransport({
+  carriedBy: 'envelope',
+  name: 'Redis',
+  broker: 'redis',
+  options: async () => ({
+    server: { transport: Transport.REDIS, options: { host, port } },
+    client: { transport: Transport.REDIS, options: { host, port } },
+  }),
+  async raw(pattern, payload, metadata) {
+    raw ??= new Redis({ host, port, lazyConnect: false });
+    await raw.publish(pattern, metadata === 'none' ? plainPacket(pattern, payload) : malformedEnvelopePacket(pattern, payload));
+  },
+  async closeRaw() {
+    await raw?.quit();
+  },
+});
