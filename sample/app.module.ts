@@ -1,12 +1,25 @@
 import { Module } from '@nestjs/common';
 import { ContextModule } from 'nestjs-context';
+import { ContextLoggerModule } from 'nestjs-context/logger';
+import { ContextHttpModule } from 'nestjs-context/nestjs-axios';
 import { AppController } from './app.controller.js';
+import { CheckoutController } from './checkout.controller.js';
 import { AuditService, GreetingService } from './greeting.service.js';
-import { MyContext } from './my-context.js';
+import { BAGGAGE_FIELDS, MyContext } from './my-context.js';
 
+/**
+ * The gateway: the seed example at `GET /`, and `GET /checkout/:item`, which calls the orders
+ * service (`ORDERS_URL`, default http://127.0.0.1:3001) through a propagating `HttpService`.
+ */
 @Module({
-  imports: [ContextModule.forRoot(MyContext)],
-  controllers: [AppController],
+  imports: [
+    ContextModule.forRoot(MyContext, { baggage: { fields: BAGGAGE_FIELDS } }),
+    ContextLoggerModule.forRoot({ contextFields: ['userId'], accessLog: { context: 'GatewayAccess' } }),
+    ContextHttpModule.registerAsync({
+      useFactory: () => ({ baseURL: process.env.ORDERS_URL ?? 'http://127.0.0.1:3001', timeout: 5000 }),
+    }),
+  ],
+  controllers: [AppController, CheckoutController],
   providers: [GreetingService, AuditService],
 })
 export class AppModule {}

@@ -13,6 +13,9 @@ export class MyContext {
   }
 }
 
+/** The context fields that travel to other services as W3C baggage (opt-in; nothing else leaves). */
+export const BAGGAGE_FIELDS = { userId: 'user.id' } as const;
+
 // Types `currentContext` everywhere in this app.
 declare module 'nestjs-context' {
   interface ContextRegistry {

@@ -1,7 +1,12 @@
 import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
+import { ContextLogger } from 'nestjs-context/logger';
 import { AppModule } from '../sample/app.module.js';
+import { startChain, type Chain } from '../sample/chain.js';
+import { ReceiptLog } from '../sample/orders/receipts.js';
+import { captureStdio } from './logging/helpers.js';
+import { freePort, requireBroker } from './transports/brokers.js';
 import { bootApp, platforms } from './utils/platforms.js';
 
 describe.each(platforms)('the sample app (%s)', (_name, makeAdapter) => {
@@ -31,5 +36,104 @@ describe.each(platforms)('the sample app (%s)', (_name, makeAdapter) => {
     const res = await request(app.getHttpServer()).get('/').set('x-request-id', 'my-id-1').expect(200);
     expect(res.body.correlationId).toBe('my-id-1');
     expect(res.headers['x-request-id']).toBe('my-id-1');
+  });
+});
+
+/**
+ * The sample's microservice chain, as `npm run sample -- --demo` runs it: gateway (HTTP) → orders
+ * (HTTP) → billing (TCP microservice) → receipts (BullMQ on the real Redis). Every log line of one
+ * request, in every service, carries that request's correlation id and trace id.
+ */
+describe('the sample chain: one request, one id in every service\'s log lines', () => {
+  let chain: Chain;
+  let capture: ReturnType<typeof captureStdio>;
+
+  const linesOf = (correlationId: string) =>
+    capture
+      .lines()
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Record<string, string>)
+      .filter((line) => line.correlationId === correlationId);
+
+  beforeAll(async () => {
+    await requireBroker('redis');
+    capture = captureStdio();
+    try {
+      chain = await startChain({ gatewayPort: 0, ordersPort: 0, billingPort: await freePort(), logger: new ContextLogger({ json: true, contextFields: ['userId'] }) });
+    } catch (error) {
+      capture.restore();
+      throw error;
+    }
+  });
+  afterAll(async () => {
+    await chain?.close();
+    capture?.restore();
+  });
+
+  it('gateway → orders → billing → receipts: the same correlation id and trace id on every line, a span id per hop', async () => {
+    capture.clear();
+    const res = await fetch(`${chain.gatewayUrl}/checkout/book`, { headers: { 'x-request-id': 'chain-1' } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-request-id')).toBe('chain-1');
+    const body = (await res.json()) as { traceId: string; order: { orderId: string; receipt: string; seenCorrelationId: string; invoice: Record<string, string> } };
+    expect(chain.receipts).toBe(true);
+    expect(body.order).toMatchObject({ receipt: 'queued', seenCorrelationId: 'chain-1', invoice: { seenCorrelationId: 'chain-1', seenUserId: 'demo-user' } });
+    expect(await chain.orders.get(ReceiptLog).waitFor(body.order.orderId)).toBe('chain-1');
+
+    const lines = linesOf('chain-1');
+    const services = new Set(lines.map((line) => line.context));
+    expect([...services].sort()).toEqual(['Billing', 'Gateway', 'GatewayAccess', 'Orders', 'Receipts']);
+    for (const line of lines) expect(line).toMatchObject({ traceId: body.traceId, userId: 'demo-user' });
+    const spanOf = (service: string) => new Set(lines.filter((line) => line.context === service).map((line) => line.spanId));
+    const spans = ['Gateway', 'Orders', 'Billing', 'Receipts'].map((service) => [...spanOf(service)]);
+    for (const span of spans) expect(span).toHaveLength(1);
+    expect(new Set(spans.flat()).size).toBe(4);
+  });
+
+  it('40 concurrent checkouts: each request\'s lines carry only its own id', async () => {
+    capture.clear();
+    const ids = Array.from({ length: 40 }, (_, i) => `chain-c${i}`);
+    const orders = await Promise.all(
+      ids.map(async (id) => {
+        const res = await fetch(`${chain.gatewayUrl}/checkout/item-${id}`, { headers: { 'x-request-id': id } });
+        const body = (await res.json()) as { correlationId: string; order: { orderId: string; item: string; seenCorrelationId: string } };
+        expect(body.correlationId).toBe(id);
+        expect(body.order.seenCorrelationId).toBe(id);
+        return body.order.orderId;
+      }),
+    );
+    await Promise.all(orders.map((orderId) => chain.orders.get(ReceiptLog).waitFor(orderId)));
+    for (const id of ids) {
+      const lines = linesOf(id);
+      expect(new Set(lines.map((line) => line.context))).toEqual(new Set(['Billing', 'Gateway', 'GatewayAccess', 'Orders', 'Receipts']));
+      // Every line that names an order of this request names this request's item.
+      for (const line of lines.filter((l) => /(checkout of|charging order) /.test(l.message))) expect(line.message).toContain(`item-${id}`);
+    }
+  });
+});
+
+describe('the sample chain without Redis', () => {
+  it('skips the BullMQ step, says so, and the rest of the chain still works', async () => {
+    const capture = captureStdio();
+    let chain: Chain | undefined;
+    try {
+      const closed = await freePort(); // nothing listens here
+      chain = await startChain({
+        gatewayPort: 0,
+        ordersPort: 0,
+        billingPort: await freePort(),
+        redis: { host: '127.0.0.1', port: closed },
+        logger: new ContextLogger({ json: true }),
+      });
+      const res = await fetch(`${chain.gatewayUrl}/checkout/pen`, { headers: { 'x-request-id': 'no-redis-1' } });
+      const body = (await res.json()) as { order: { receipt: string; invoice: { seenCorrelationId: string } } };
+      expect(chain.receipts).toBe(false);
+      expect(body.order.receipt).toBe('skipped: Redis is not reachable');
+      expect(body.order.invoice.seenCorrelationId).toBe('no-redis-1');
+      expect(capture.lines().join('\n')).toMatch(/Redis is not reachable on 127\.0\.0\.1:\d+: the BullMQ receipts step is skipped/);
+    } finally {
+      await chain?.close();
+      capture.restore();
+    }
   });
 });
