@@ -14,7 +14,7 @@ type AnyResponse = { raw?: ServerResponse } & Partial<Pick<ServerResponse, 'setH
 
 type Anchor = { [RECORD_KEY]?: ContextRecord };
 
-/** Reads inbound propagation metadata (header-like) from a message's payload and transport context. */
+/** Reads inbound propagation metadata (header-like) from a handler's first two arguments (see {@link ContextHost.setExtractor}). */
 export type CarrierExtractor = (data: unknown, transport: unknown) => Carrier | undefined;
 
 /** Options of {@link ContextHost.create}. @internal */
@@ -116,7 +116,8 @@ export class ContextHost<T extends object = object> {
   /**
    * Registers how inbound propagation metadata is read for messages of one Nest context type
    * (integrations call this; the last registration wins). The extractor gets the handler's first two
-   * arguments (payload and transport context) and returns header-like metadata, or `undefined`.
+   * arguments as Nest passes them — `'rpc'`: payload, transport context; `'ws'`: socket, payload —
+   * and returns header-like metadata, or `undefined`.
    * It must not throw; malformed metadata should yield `undefined` (a fresh context).
    */
   setExtractor(type: ContextSource, extractor: CarrierExtractor): void {
