@@ -1,6 +1,6 @@
 import { Transport } from '@nestjs/microservices';
 import { brokers, freePort } from './brokers.js';
-import { malformedEnvelopePacket, plainPacket } from './fixtures/harness.js';
+import { defaultRoute, malformedMetadataPacket, plainPacket } from './fixtures/harness.js';
 import { describeTransport } from './fixtures/suite.js';
 
 // One Nest app serving HTTP and, through connectMicroservice(), the message handlers it calls itself.
@@ -8,7 +8,7 @@ let tcpPort = 0;
 
 describeTransport({
   name: 'hybrid HTTP + TCP',
-  carriedBy: 'envelope',
+  carriedBy: defaultRoute('tcp'),
   hybrid: true,
   async options() {
     tcpPort = await freePort();
@@ -17,7 +17,7 @@ describeTransport({
   },
   raw: async (pattern, payload, metadata) => {
     const { connect } = await import('node:net');
-    const json = metadata === 'none' ? plainPacket(pattern, payload) : malformedEnvelopePacket(pattern, payload);
+    const json = metadata === 'none' ? plainPacket(pattern, payload) : malformedMetadataPacket(pattern, payload);
     await new Promise<void>((resolve, reject) => {
       const socket = connect({ host: '127.0.0.1', port: tcpPort }, () => socket.end(`${json.length}#${json}`, () => resolve()));
       socket.once('error', reject);

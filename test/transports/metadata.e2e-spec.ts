@@ -2,13 +2,24 @@ import 'reflect-metadata';
 import { ClientProxyFactory, MqttRecord, NatsRecord, RmqRecord, Transport, type ClientProxy } from '@nestjs/microservices';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { Test } from '@nestjs/testing';
-import { ContextModule, ContextService } from '../../src/index.js';
+import { ContextConfigError, ContextModule, ContextService } from '../../src/index.js';
 import { extractCarrier, ENVELOPE_CARRIER } from '../../src/integrations/microservices/carrier.js';
-import { withOutboundContext } from '../../src/integrations/microservices/client.js';
+import { packetMetadataSupport, withOutboundContext, withPacketMetadata } from '../../src/integrations/microservices/client.js';
 import { CONTEXT_ENVELOPE_KEY, isEnvelope } from '../../src/integrations/microservices/envelope.js';
-import { ContextMicroservicesModule } from '../../src/integrations/microservices/index.js';
+import {
+  ContextMicroservicesModule,
+  installMicroservicesPropagation,
+  propagateClientContext,
+} from '../../src/integrations/microservices/index.js';
 import { freePort, requireBroker } from './brokers.js';
-import { TransportContext } from './fixtures/harness.js';
+import { hasPacketMetadata, TransportContext } from './fixtures/harness.js';
+
+/** An outgoing packet as NestJS 12's `createPacket` builds it. */
+interface Pkt {
+  pattern: string;
+  data: unknown;
+  metadata?: unknown;
+}
 
 const NAMES = ['traceparent', 'tracestate', 'baggage', 'x-request-id', 'x-correlation-id'];
 
@@ -29,6 +40,7 @@ describe('microservices metadata (no broker)', () => {
     clients.mqtt5 = ClientProxyFactory.create({ transport: Transport.MQTT, options: { protocolVersion: 5 } }) as ClientProxy;
     clients.mqtt4 = ClientProxyFactory.create({ transport: Transport.MQTT, options: {} }) as ClientProxy;
     clients.tcp = ClientProxyFactory.create({ transport: Transport.TCP }) as ClientProxy;
+    clients.redis = ClientProxyFactory.create({ transport: Transport.REDIS, options: { port: 1 } }) as ClientProxy;
   });
   afterAll(() => close());
 
@@ -69,6 +81,60 @@ describe('microservices metadata (no broker)', () => {
     expect(env).toMatchObject({ data: { a: 1 }, [CONTEXT_ENVELOPE_KEY]: { 'x-request-id': 'cid-4' } });
   });
 
+  it('the library detects packet metadata exactly where the test does (NestJS 12: TCP and Redis; NestJS 11: neither)', () => {
+    expect(packetMetadataSupport).toEqual(hasPacketMetadata);
+  });
+
+  it('TCP/Redis: the payload is left alone and the context goes into packet.metadata (NestJS 12), else the envelope (11)', () => {
+    for (const client of [clients.tcp!, clients.redis!]) {
+      const payload = { a: 1 };
+      const out = contexts.run(() => withOutboundContext(client, payload), { correlationId: 'cid-pm' });
+      const packet = contexts.run(() => withPacketMetadata<Pkt>(client, { pattern: 'p', data: payload }), { correlationId: 'cid-pm' }) as { metadata?: Record<string, string> };
+      if (hasPacketMetadata.tcp) {
+        expect(out).toBe(payload);
+        expect(packet.metadata).toMatchObject({ 'x-request-id': 'cid-pm' });
+        expect(packet.metadata?.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/);
+      } else {
+        expect(out).toMatchObject({ data: payload, [CONTEXT_ENVELOPE_KEY]: { 'x-request-id': 'cid-pm' } });
+        expect(packet.metadata).toBeUndefined();
+      }
+    }
+  });
+
+  it('packet metadata: the user\'s own metadata wins and is not mutated; odd metadata, envelopes and other clients are left alone', () => {
+    const run = <T>(fn: () => T): T => contexts.run(fn, { correlationId: 'cid-merge' });
+    const mine = { 'x-request-id': 'mine', other: 'kept' };
+    const merged = run(() => withPacketMetadata<Pkt>(clients.tcp!, { pattern: 'p', data: 1, metadata: mine }));
+    if (hasPacketMetadata.tcp) {
+      expect(merged.metadata).toMatchObject({ 'x-request-id': 'mine', other: 'kept' });
+      expect((merged.metadata as Record<string, string>).traceparent).toBeDefined();
+    }
+    expect(mine).toEqual({ 'x-request-id': 'mine', other: 'kept' });
+    expect(run(() => withPacketMetadata<Pkt>(clients.tcp!, { pattern: 'p', data: 1, metadata: 'odd' })).metadata).toBe('odd');
+    const envelope = { [CONTEXT_ENVELOPE_KEY]: { 'x-request-id': 'forwarded' }, data: 1 };
+    expect(run(() => withPacketMetadata<Pkt>(clients.tcp!, { pattern: 'p', data: envelope })).metadata).toBeUndefined();
+    for (const name of ['rmq', 'nats', 'mqtt5', 'mqtt4']) {
+      expect(run(() => withPacketMetadata<Pkt>(clients[name]!, { pattern: 'p', data: 1 })).metadata).toBeUndefined();
+    }
+    expect(withPacketMetadata<Pkt>(clients.tcp!, { pattern: 'p', data: 1 }).metadata).toBeUndefined();
+    expect(run(() => withPacketMetadata(clients.tcp!, null))).toBeNull();
+  });
+
+  it('forceEnvelope is validated: a wrong type or an unknown option is a ContextConfigError', () => {
+    for (const bad of [{ forceEnvelope: 'yes' }, { forceEnvelope: 1 }, { envelope: true }, 'yes', [true]]) {
+      expect(() => ContextMicroservicesModule.forRoot(bad as never)).toThrow(ContextConfigError);
+      expect(() => propagateClientContext(ClientProxyFactory.create({ transport: Transport.TCP }) as ClientProxy, bad as never)).toThrow(ContextConfigError);
+      expect(() => installMicroservicesPropagation(bad as never)).toThrow(ContextConfigError);
+    }
+    expect(() => ContextMicroservicesModule.forRoot({ forceEnvelope: 'yes' as never })).toThrow(
+      'ContextMicroservicesModule.forRoot(): option forceEnvelope must be true or false, got string "yes"',
+    );
+    expect(() => ContextMicroservicesModule.forRoot({ envelope: true } as never)).toThrow('unknown option "envelope"');
+    for (const good of [undefined, {}, { forceEnvelope: false }, { forceEnvelope: true }]) {
+      expect(() => ContextMicroservicesModule.forRoot(good)).not.toThrow();
+    }
+  });
+
   it('TCP: an envelope is never wrapped twice', () => {
     const once = contexts.run(() => withOutboundContext(clients.tcp!, 'text'), { correlationId: 'cid-5' });
     const twice = contexts.run(() => withOutboundContext(clients.tcp!, once), { correlationId: 'cid-6' });
@@ -94,6 +160,26 @@ describe('microservices metadata (no broker)', () => {
     expect(extractCarrier(undefined, { [ENVELOPE_CARRIER]: 'garbage' }, NAMES)).toBeUndefined();
     expect(extractCarrier(undefined, { getHeaders: () => { throw new Error('boom'); } }, NAMES)).toBeUndefined();
     expect(extractCarrier(undefined, 'not an object', NAMES)).toBeUndefined();
+  });
+
+  it('packet metadata (getMetadata): own string values only; malformed is ignored; per header before the envelope', () => {
+    const bad = JSON.parse(
+      `{"traceparent":42,"tracestate":"${'x'.repeat(20_000)}","baggage":["tenant=evil"],"x-request-id":"","__proto__":{"x-correlation-id":"proto"}}`,
+    ) as unknown;
+    expect(extractCarrier(undefined, { getMetadata: () => bad }, NAMES)).toBeUndefined();
+    expect(extractCarrier(undefined, { getMetadata: () => ['x-request-id'] }, NAMES)).toBeUndefined();
+    expect(extractCarrier(undefined, { getMetadata: () => 'x-request-id' }, NAMES)).toBeUndefined();
+    expect(extractCarrier(undefined, { getMetadata: () => Object.create({ 'x-request-id': 'inherited' }) as object }, NAMES)).toBeUndefined();
+    expect(extractCarrier(undefined, { getMetadata: () => ({ 'x-request-id': 'meta' }) }, NAMES)).toEqual(
+      Object.assign(Object.create(null) as object, { 'x-request-id': 'meta' }),
+    );
+    const both = {
+      getMetadata: () => ({ 'x-request-id': 'meta', traceparent: 42 }),
+      [ENVELOPE_CARRIER]: { 'x-request-id': 'env', traceparent: 'tp-env' },
+    };
+    expect({ ...extractCarrier(undefined, both, NAMES) }).toEqual({ 'x-request-id': 'meta', traceparent: 'tp-env' });
+    const throwing = { getMetadata: () => { throw new Error('boom'); }, [ENVELOPE_CARRIER]: { 'x-request-id': 'env' } };
+    expect({ ...extractCarrier(undefined, throwing, NAMES) }).toEqual({ 'x-request-id': 'env' });
   });
 
   it('a broker that is down fails the suite with its name and start command', async () => {

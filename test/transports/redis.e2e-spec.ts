@@ -1,14 +1,15 @@
 import { Transport } from '@nestjs/microservices';
 import { Redis } from 'ioredis';
 import { brokers } from './brokers.js';
-import { malformedEnvelopePacket, plainPacket } from './fixtures/harness.js';
+import { defaultRoute, malformedMetadataPacket, plainPacket } from './fixtures/harness.js';
 import { describeTransport } from './fixtures/suite.js';
 
 const { host, port } = brokers.redis;
 let raw: Redis | undefined;
 
 describeTransport({
-  carriedBy: 'envelope',
+  // NestJS 12: packet.metadata; NestJS 11: the envelope.
+  carriedBy: defaultRoute('redis'),
   name: 'Redis',
   broker: 'redis',
   options: async () => ({
@@ -17,7 +18,7 @@ describeTransport({
   }),
   async raw(pattern, payload, metadata) {
     raw ??= new Redis({ host, port, lazyConnect: false });
-    await raw.publish(pattern, metadata === 'none' ? plainPacket(pattern, payload) : malformedEnvelopePacket(pattern, payload));
+    await raw.publish(pattern, metadata === 'none' ? plainPacket(pattern, payload) : malformedMetadataPacket(pattern, payload));
   },
   async closeRaw() {
     await raw?.quit();

@@ -1,7 +1,7 @@
 import { connect } from 'node:net';
 import { Transport } from '@nestjs/microservices';
 import { freePort } from './brokers.js';
-import { malformedEnvelopePacket, plainPacket } from './fixtures/harness.js';
+import { defaultRoute, malformedMetadataPacket, plainPacket } from './fixtures/harness.js';
 import { describeTransport } from './fixtures/suite.js';
 
 let port = 0;
@@ -17,7 +17,8 @@ function writeFrame(json: string): Promise<void> {
 }
 
 describeTransport({
-  carriedBy: 'envelope',
+  // NestJS 12: packet.metadata; NestJS 11: the envelope.
+  carriedBy: defaultRoute('tcp'),
   name: 'TCP',
   async options() {
     port = await freePort();
@@ -25,5 +26,5 @@ describeTransport({
     return { server: { transport: Transport.TCP, options }, client: { transport: Transport.TCP, options } };
   },
   raw: (pattern, payload, metadata) =>
-    writeFrame(metadata === 'none' ? plainPacket(pattern, payload) : malformedEnvelopePacket(pattern, payload)),
+    writeFrame(metadata === 'none' ? plainPacket(pattern, payload) : malformedMetadataPacket(pattern, payload)),
 });

@@ -36,40 +36,73 @@ function callMethod(target: Record<PropertyKey, unknown>, method: string): unkno
   return typeof fn === 'function' ? (fn as () => unknown).call(target) : undefined;
 }
 
-/** Picks where this message's metadata lives, by the shape of Nest's transport context. */
-function lookupFor(data: unknown, transport: unknown): Lookup | undefined {
+/**
+ * NestJS 12 packet metadata: `TcpContext#getMetadata()` / `RedisContext#getMetadata()` return the
+ * packet's `metadata` record (or `undefined`). Only an object is read, own string values only; a method
+ * that throws counts as no metadata (an envelope on the same message is still read).
+ */
+function packetMetadata(transport: Record<PropertyKey, unknown>): Lookup | undefined {
+  if (typeof transport.getMetadata !== 'function') return undefined;
+  let metadata: unknown;
+  try {
+    metadata = callMethod(transport, 'getMetadata');
+  } catch {
+    return undefined;
+  }
+  const own = Array.isArray(metadata) ? undefined : ownValue(metadata);
+  if (own === undefined) return undefined;
+  // `PacketMetadata` is `Record<string, string>`: anything else (arrays included) is malformed.
+  return (name) => {
+    const value = own(name);
+    return typeof value === 'string' ? value : undefined;
+  };
+}
+
+/**
+ * Picks where this message's metadata lives, by the shape of Nest's transport context; returns
+ * the sources in priority order (a header is taken from the first source with a usable value).
+ */
+function lookupsFor(data: unknown, transport: unknown): Lookup[] {
   // gRPC stream pass-through handlers get the call itself first (and a callback second).
   if (!isObject(transport)) {
     if (isObject(data) && isMetadataLike(data.metadata)) {
       const metadata = data.metadata;
-      return (name) => metadata.get(name);
+      return [(name) => metadata.get(name)];
     }
-    return undefined;
+    return [];
   }
-  const envelope = (transport as { [ENVELOPE_CARRIER]?: unknown })[ENVELOPE_CARRIER];
-  if (envelope !== undefined) return ownValue(envelope);
+  // TCP / Redis: NestJS 12 packet metadata first (where a user's own dispatch-hook values win),
+  // then the fallback envelope (NestJS 11 senders, `forceEnvelope`, non-Nest producers).
+  const metadata = packetMetadata(transport);
+  const carried = (transport as { [ENVELOPE_CARRIER]?: unknown })[ENVELOPE_CARRIER];
+  const envelope = carried === undefined ? undefined : ownValue(carried);
+  if (metadata !== undefined || carried !== undefined) {
+    return [metadata, envelope].filter((lookup): lookup is Lookup => lookup !== undefined);
+  }
   // gRPC: the second handler argument is the call's Metadata.
-  if (isMetadataLike(transport)) return (name) => transport.get(name);
+  if (isMetadataLike(transport)) return [(name) => transport.get(name)];
   // NATS: NatsContext#getHeaders() returns the message's MsgHdrs (or undefined).
   if (typeof transport.getHeaders === 'function') {
     const headers = callMethod(transport, 'getHeaders');
-    if (!isObject(headers) || typeof headers.get !== 'function') return undefined;
+    if (!isObject(headers) || typeof headers.get !== 'function') return [];
     const get = headers.get as (name: string) => unknown;
-    return (name) => get.call(headers, name);
+    return [(name) => get.call(headers, name)];
   }
   // MQTT 5: MqttContext#getPacket().properties.userProperties.
   if (typeof transport.getPacket === 'function') {
     const packet = callMethod(transport, 'getPacket');
     const properties = isObject(packet) ? packet.properties : undefined;
-    return ownValue(isObject(properties) ? properties.userProperties : undefined);
+    const lookup = ownValue(isObject(properties) ? properties.userProperties : undefined);
+    return lookup === undefined ? [] : [lookup];
   }
   // RabbitMQ: RmqContext#getMessage().properties.headers.
   if (typeof transport.getMessage === 'function' && typeof transport.getChannelRef === 'function') {
     const message = callMethod(transport, 'getMessage');
     const properties = isObject(message) ? message.properties : undefined;
-    return ownValue(isObject(properties) ? properties.headers : undefined);
+    const lookup = ownValue(isObject(properties) ? properties.headers : undefined);
+    return lookup === undefined ? [] : [lookup];
   }
-  return undefined;
+  return [];
 }
 
 /** One metadata value as a usable header string, or `undefined` (wrong type, empty, too long). */
@@ -81,26 +114,31 @@ function asHeader(value: unknown): string | undefined {
 
 /**
  * Reads the propagation headers `names` of one inbound message from its payload and transport
- * context into a fresh, prototype-free carrier. Values of the wrong type, empty or longer than
- * 8192 characters are dropped; nothing here throws. Returns `undefined` when the message carries none.
+ * context into a fresh, prototype-free carrier: the transport's own headers, NestJS 12 packet
+ * metadata or the fallback envelope (for TCP/Redis, per header, packet metadata before envelope).
+ * Values of the wrong type, empty or longer than 8192 characters are dropped; nothing here throws.
+ * Returns `undefined` when the message carries none.
  * @internal
  */
 export function extractCarrier(data: unknown, transport: unknown, names: readonly string[]): Carrier | undefined {
-  let lookup: Lookup | undefined;
+  let lookups: Lookup[];
   try {
-    lookup = lookupFor(data, transport);
+    lookups = lookupsFor(data, transport);
   } catch {
     return undefined;
   }
-  if (lookup === undefined) return undefined;
+  if (lookups.length === 0) return undefined;
   const carrier: Record<string, string> = Object.create(null) as Record<string, string>;
   let found = false;
   for (const name of names) {
     let value: string | undefined;
-    try {
-      value = asHeader(lookup(name));
-    } catch {
-      value = undefined;
+    for (const lookup of lookups) {
+      try {
+        value = asHeader(lookup(name));
+      } catch {
+        value = undefined;
+      }
+      if (value !== undefined) break;
     }
     if (value !== undefined) {
       carrier[name] = value;

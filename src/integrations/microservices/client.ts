@@ -8,15 +8,72 @@ import {
   ClientTCP,
   MqttRecord,
   NatsRecord,
+  RedisContext,
   RmqRecord,
+  TcpContext,
 } from '@nestjs/microservices';
-import type { Observable } from 'rxjs';
+import { isObservable, Observable } from 'rxjs';
+import { ContextConfigError, describe } from '../../context.errors.js';
 import { storage } from '../../context.storage.js';
 import { isEnvelope, wrapEnvelope } from './envelope.js';
 import { loaded, loadOptionalDeps, type GrpcMetadataLike, type NatsHeadersLike } from './optional-deps.js';
 
-/** How the context travels on one client. @internal */
-type Carriage = 'rmq' | 'nats' | 'mqtt' | 'envelope' | 'none';
+/**
+ * How the context travels on one client: a transport's own headers (`rmq`, `nats`, `mqtt` 5),
+ * Nest's packet metadata (`metadata`: TCP and Redis where the installed Nest has it), the fallback
+ * envelope, or not at all. @internal
+ */
+type Carriage = 'rmq' | 'nats' | 'mqtt' | 'metadata' | 'envelope' | 'none';
+
+function hasMethod(type: unknown, method: string): boolean {
+  const proto = typeof type === 'function' ? (type as { prototype?: Record<string, unknown> }).prototype : undefined;
+  return typeof proto?.[method] === 'function';
+}
+
+/**
+ * Whether the installed `@nestjs/microservices` carries `packet.metadata` end to end for a
+ * transport: the client builds its packets through `ClientProxy#createPacket` (NestJS 12) and the
+ * transport's server context exposes `getMetadata()` (NestJS 12: `TcpContext`, `RedisContext`).
+ * NestJS 11 has neither, so it takes the envelope. MQTT 3.1.1 always does: no Nest version's MQTT
+ * server reads `packet.metadata`. @internal
+ */
+export const packetMetadataSupport: { readonly tcp: boolean; readonly redis: boolean } = (() => {
+  const createPacket = hasMethod(ClientProxy, 'createPacket');
+  return Object.freeze({
+    tcp: createPacket && hasMethod(TcpContext, 'getMetadata'),
+    redis: createPacket && hasMethod(RedisContext, 'getMetadata'),
+  });
+})();
+
+/** Marks a client that must use the envelope (`propagateClientContext(client, { forceEnvelope: true })`). */
+const FORCE_ENVELOPE = Symbol.for('nestjs-context:microservices-force-envelope');
+
+/**
+ * How many active installs asked for `forceEnvelope` (the envelope wins while any one does). Kept
+ * on `globalThis` under a registered symbol, like the patch markers, so the ESM and CommonJS
+ * builds loaded side by side share it.
+ */
+const envelopeRequests: { count: number } = ((globalThis as { [key: symbol]: unknown })[
+  Symbol.for('nestjs-context:microservices-envelope-requests')
+] ??= { count: 0 }) as { count: number };
+
+/**
+ * Makes TCP and Redis clients use the envelope process-wide until the returned function is called
+ * (once; further calls do nothing). Counted: the envelope stays while any request is active. @internal
+ */
+export function requestEnvelope(): () => void {
+  envelopeRequests.count++;
+  let done = false;
+  return () => {
+    if (done) return;
+    done = true;
+    envelopeRequests.count--;
+  };
+}
+
+function envelopeForced(client: object): boolean {
+  return envelopeRequests.count > 0 || (client as { [FORCE_ENVELOPE]?: boolean })[FORCE_ENVELOPE] === true;
+}
 
 function carriageOf(client: object): Carriage {
   if (client instanceof ClientRMQ) return 'rmq';
@@ -25,7 +82,8 @@ function carriageOf(client: object): Carriage {
     const options = (client as unknown as { options?: { protocolVersion?: number } }).options;
     return options?.protocolVersion === 5 ? 'mqtt' : 'envelope';
   }
-  if (client instanceof ClientTCP || client instanceof ClientRedis) return 'envelope';
+  if (client instanceof ClientTCP) return packetMetadataSupport.tcp && !envelopeForced(client) ? 'metadata' : 'envelope';
+  if (client instanceof ClientRedis) return packetMetadataSupport.redis && !envelopeForced(client) ? 'metadata' : 'envelope';
   return 'none';
 }
 
@@ -68,7 +126,8 @@ function natsRecord(data: unknown, headers: Record<string, string>): NatsRecord 
  * Returns the payload to hand to `client.send/emit` so the message carries the active context:
  * the transport's own metadata where it has one (RabbitMQ headers, NATS headers, MQTT 5 user
  * properties), else the fallback envelope. Headers the caller set on a record win. Outside a
- * context, or for a client it does not know, returns `data` unchanged. Never throws.
+ * context, for a client it does not know, or where the context goes into `packet.metadata`
+ * instead (see {@link withPacketMetadata}), returns `data` unchanged. Never throws.
  * @internal
  */
 export function withOutboundContext(client: object, data: unknown): unknown {
@@ -76,7 +135,7 @@ export function withOutboundContext(client: object, data: unknown): unknown {
     // Nest rejects a nil payload itself (InvalidMessageException); keep it that way.
     if (data === undefined || data === null) return data;
     const carriage = carriageOf(client);
-    if (carriage === 'none' || isEnvelope(data)) return data;
+    if (carriage === 'none' || carriage === 'metadata' || isEnvelope(data)) return data;
     const headers = currentHeaders();
     if (headers === undefined) return data;
     switch (carriage) {
@@ -107,6 +166,37 @@ export function withOutboundContext(client: object, data: unknown): unknown {
   }
 }
 
+/** An outgoing packet as `ClientProxy#createPacket` builds it (NestJS 12). */
+interface PacketLike {
+  pattern: unknown;
+  data: unknown;
+  metadata?: unknown;
+}
+
+/**
+ * Puts the active context's headers into `packet.metadata` of a packet a TCP or Redis client just
+ * built (NestJS 12), merged under what is already there: metadata the user set (e.g. through
+ * `setOnDispatchHook`) wins on conflict and is never mutated. Leaves the packet alone outside a
+ * context, for other clients, when the envelope is forced, when the payload already is an envelope,
+ * or when the user set `metadata` to something other than a plain object. Never throws.
+ * @internal
+ */
+export function withPacketMetadata<P>(client: object, packet: P): P {
+  try {
+    if (!isRecordObject(packet) || carriageOf(client) !== 'metadata') return packet;
+    const out = packet as unknown as PacketLike;
+    if (isEnvelope(out.data)) return packet;
+    const own = out.metadata;
+    if (own !== undefined && own !== null && !isRecordObject(own)) return packet;
+    const headers = currentHeaders();
+    if (headers === undefined) return packet;
+    out.metadata = own === undefined || own === null ? headers : { ...headers, ...own };
+  } catch {
+    // Propagation never breaks a send.
+  }
+  return packet;
+}
+
 /** Returns gRPC call arguments whose metadata (argument 1) carries the active context. @internal */
 export function withGrpcContext(args: unknown[]): unknown[] {
   try {
@@ -134,6 +224,7 @@ export function withGrpcContext(args: unknown[]): unknown[] {
 }
 
 type SendLike = (this: ClientProxy, pattern: unknown, data: unknown) => Observable<unknown>;
+type CreatePacketLike = (this: ClientProxy, pattern: unknown, data: unknown) => unknown;
 type ServiceMethodFactory = (this: ClientGrpcProxy, client: unknown, methodName: string) => (...args: unknown[]) => unknown;
 
 const ORIGINAL = Symbol.for('nestjs-context:microservices-original');
@@ -142,6 +233,33 @@ type Patched<F> = F & { [ORIGINAL]?: F };
 function wrapSend(original: SendLike): SendLike {
   const wrapped: Patched<SendLike> = function (this: ClientProxy, pattern, data) {
     return original.call(this, pattern, withOutboundContext(this, data));
+  };
+  wrapped[ORIGINAL] = original;
+  return wrapped;
+}
+
+/**
+ * `send` for packet metadata: Nest builds the packet only once the returned Observable is subscribed
+ * and the client connected (`defer(connect).pipe(mergeMap(() => publish(createPacket())))`). So that
+ * the packet carries the context of the `send()` call, as the envelope does, the subscription runs
+ * in that context. (`emit` subscribes synchronously, inside `emit()`: nothing to do there.)
+ */
+function wrapRequest(original: SendLike): SendLike {
+  const wrapped: Patched<SendLike> = function (this: ClientProxy, pattern, data) {
+    const out = original.call(this, pattern, withOutboundContext(this, data));
+    const record = storage.getStore();
+    if (record === undefined || carriageOf(this) !== 'metadata' || !isObservable(out)) return out;
+    const source: Observable<unknown> = out;
+    return new Observable<unknown>((subscriber) => storage.run(record, () => source.subscribe(subscriber)));
+  };
+  wrapped[ORIGINAL] = original;
+  return wrapped;
+}
+
+function wrapCreatePacket(original: CreatePacketLike): CreatePacketLike {
+  const wrapped: Patched<CreatePacketLike> = function (this: ClientProxy, pattern, data) {
+    // The user's own dispatch hook runs inside the original; the context goes in underneath its metadata.
+    return withPacketMetadata(this, original.call(this, pattern, data));
   };
   wrapped[ORIGINAL] = original;
   return wrapped;
@@ -171,37 +289,79 @@ function patch<F>(target: Target, key: string, wrap: (original: F) => F): () => 
   };
 }
 
-/** Patches `ClientProxy` (send/emit) and `ClientGrpcProxy` (service methods) globally. @internal */
+/**
+ * Patches `ClientProxy` (send/emit, and `createPacket` where Nest has it, so a user's own
+ * `setOnDispatchHook` cannot replace the context's packet metadata) and `ClientGrpcProxy`
+ * (service methods) globally. @internal
+ */
 export function patchClients(): () => void {
   const proxy = ClientProxy.prototype as unknown as Target;
   const grpc = ClientGrpcProxy.prototype as unknown as Target;
   const undo = [
-    patch<SendLike>(proxy, 'send', wrapSend),
+    patch<SendLike>(proxy, 'send', wrapRequest),
     patch<SendLike>(proxy, 'emit', wrapSend),
+    patch<CreatePacketLike>(proxy, 'createPacket', wrapCreatePacket),
     patch<ServiceMethodFactory>(grpc, 'createUnaryServiceMethod', wrapServiceMethodFactory),
     patch<ServiceMethodFactory>(grpc, 'createStreamServiceMethod', wrapServiceMethodFactory),
   ];
   return () => undo.forEach((fn) => fn());
 }
 
+/** Options of {@link propagateClientContext}. */
+export interface ClientPropagationOptions {
+  /**
+   * Send this client's TCP/Redis messages in the payload envelope even where the installed Nest
+   * has packet metadata — for a NestJS 12 sender whose receiver runs NestJS 11 (which drops
+   * `packet.metadata`). Default `false`. Other transports are not affected.
+   */
+  forceEnvelope?: boolean;
+}
+
 /**
  * Makes one client carry the context on every `send`/`emit` (or, for a gRPC client, on every
  * service method obtained afterwards through `getService`) — for apps that prefer not to install
  * propagation globally. Idempotent; returns the same client. NATS headers and gRPC metadata need
- * their library, loaded in the background: until it is, NATS messages use the envelope.
+ * their library, loaded in the background: until it is, NATS messages use the envelope. On NestJS 12
+ * TCP and Redis clients carry it in `packet.metadata` (see {@link ClientPropagationOptions.forceEnvelope}).
  *
  * @example
  * const billing = propagateClientContext(ClientProxyFactory.create({ transport: Transport.TCP, options }));
  */
-export function propagateClientContext<C extends ClientProxy | ClientGrpcProxy>(client: C): C {
+export function propagateClientContext<C extends ClientProxy | ClientGrpcProxy>(client: C, options?: ClientPropagationOptions): C {
+  const forceEnvelope = checkForceEnvelope(options, 'propagateClientContext()');
   void loadOptionalDeps();
   const target = client as unknown as Target;
   if (client instanceof ClientGrpcProxy) {
     patch<ServiceMethodFactory>(target, 'createUnaryServiceMethod', wrapServiceMethodFactory);
     patch<ServiceMethodFactory>(target, 'createStreamServiceMethod', wrapServiceMethodFactory);
   } else {
-    patch<SendLike>(target, 'send', wrapSend);
+    if (forceEnvelope) Object.defineProperty(target, FORCE_ENVELOPE, { value: true, configurable: true });
+    patch<SendLike>(target, 'send', wrapRequest);
     patch<SendLike>(target, 'emit', wrapSend);
+    patch<CreatePacketLike>(target, 'createPacket', wrapCreatePacket);
   }
   return client;
+}
+
+/**
+ * Checks an options object whose only option is `forceEnvelope`; returns its value (default
+ * `false`). Throws `ContextConfigError` for anything else, unknown keys included (a misspelt
+ * option would otherwise silently leave a mixed fleet without context). @internal
+ */
+export function checkForceEnvelope(options: unknown, caller: string): boolean {
+  if (options === undefined || options === null) return false;
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw ContextConfigError.create(`${caller}: the options must be an object, got ${describe(options)}`, 'Pass { forceEnvelope: true } or leave them out.');
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== 'forceEnvelope') {
+      throw ContextConfigError.create(`${caller}: unknown option ${JSON.stringify(key)}`, 'The only option is forceEnvelope (true or false).');
+    }
+  }
+  const value = (options as { forceEnvelope?: unknown }).forceEnvelope;
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') {
+    throw ContextConfigError.create(`${caller}: option forceEnvelope must be true or false, got ${describe(value)}`, 'Leave it out for false.');
+  }
+  return value;
 }

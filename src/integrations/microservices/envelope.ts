@@ -1,6 +1,7 @@
 /**
- * The fallback envelope: for transports without message metadata (TCP, Redis, MQTT before v5, and
- * NATS when no header implementation can be loaded) the payload travels as
+ * The fallback envelope: for transports without message metadata (TCP and Redis on NestJS 11 — on
+ * NestJS 12 they use `packet.metadata` unless `forceEnvelope` is set —, MQTT before v5, and NATS
+ * when no header implementation can be loaded) the payload travels as
  * `{ "__nestjs_context__": { <headers> }, "data": <payload> }` and the receiving server unwraps it
  * before any guard, interceptor, pipe or handler sees it.
  */

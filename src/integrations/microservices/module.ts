@@ -1,9 +1,13 @@
-import { Injectable, Module, Optional, type DynamicModule, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Module, Optional, type DynamicModule, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { ContextConfigError } from '../../context.errors.js';
 import { ContextHost } from '../../context.host.js';
 import { extractCarrier } from './carrier.js';
 import { registerHost } from './hosts.js';
-import { installMicroservicesPropagation } from './install.js';
+import { checkForceEnvelope } from './client.js';
+import { installMicroservicesPropagation, type ContextMicroservicesOptions } from './install.js';
+
+/** Injection token of the options given to `ContextMicroservicesModule.forRoot()`. @internal */
+export const CONTEXT_MICROSERVICES_OPTIONS = Symbol.for('nestjs-context:microservices-options');
 
 const TRACE_HEADERS = ['traceparent', 'tracestate', 'baggage'];
 
@@ -14,7 +18,10 @@ export class MicroservicesPropagation implements OnModuleInit, OnApplicationShut
   private readonly installing: Promise<() => void>;
   private readonly unregister: () => void;
 
-  constructor(@Optional() host?: ContextHost) {
+  constructor(
+    @Optional() host?: ContextHost,
+    @Optional() @Inject(CONTEXT_MICROSERVICES_OPTIONS) options?: ContextMicroservicesOptions,
+  ) {
     if (host === undefined) {
       throw ContextConfigError.create(
         'ContextMicroservicesModule found no ContextModule in this app',
@@ -22,11 +29,12 @@ export class MicroservicesPropagation implements OnModuleInit, OnApplicationShut
           'import ContextMicroservicesModule in the same module).',
       );
     }
+    const forceEnvelope = checkForceEnvelope(options, 'ContextMicroservicesModule.forRoot()');
     const names = [...new Set([...TRACE_HEADERS, ...host.options.requestHeaders.map((name) => name.toLowerCase())])];
     host.setExtractor('rpc', (data, transport) => extractCarrier(data, transport, names));
     this.unregister = registerHost(host);
     // Patch now, before Nest registers the message handlers (that happens after instantiation).
-    this.installing = installMicroservicesPropagation();
+    this.installing = installMicroservicesPropagation({ forceEnvelope });
   }
 
   async onModuleInit(): Promise<void> {
@@ -48,14 +56,24 @@ export class MicroservicesPropagation implements OnModuleInit, OnApplicationShut
  * from its message. Import it once, next to `ContextModule.forRoot()`, in every app that sends or
  * receives messages (keep `ContextModule`'s `interceptor` option on).
  *
+ * TCP and Redis carry the context in `packet.metadata` on NestJS 12 and in the payload envelope on
+ * NestJS 11; receivers read both. Pass `{ forceEnvelope: true }` while NestJS 11 receivers remain.
+ *
  * @example
  * \@Module({ imports: [ContextModule.forRoot(MyContext), ContextMicroservicesModule.forRoot()] })
  * export class AppModule {}
  */
 @Module({ providers: [MicroservicesPropagation] })
 export class ContextMicroservicesModule {
-  /** The module (importing the class itself works the same; `forRoot()` leaves room for options). */
-  static forRoot(): DynamicModule {
-    return { module: ContextMicroservicesModule };
+  /**
+   * The module, with options (importing the class itself is `forRoot()` without options). Throws
+   * `ContextConfigError` for invalid options.
+   */
+  static forRoot(options?: ContextMicroservicesOptions): DynamicModule {
+    const forceEnvelope = checkForceEnvelope(options, 'ContextMicroservicesModule.forRoot()');
+    return {
+      module: ContextMicroservicesModule,
+      providers: [{ provide: CONTEXT_MICROSERVICES_OPTIONS, useValue: { forceEnvelope } satisfies ContextMicroservicesOptions }],
+    };
   }
 }
