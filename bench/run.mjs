@@ -1,0 +1,1052 @@
+#!/usr/bin/env node
+// `npm run bench`: HTTP benchmark of nestjs-context against bare NestJS and its peers, on Node 24 and
+// on the machine's Node, plus a micro-benchmark of the hot pure functions. See BENCHMARKS.md.
+//
+// Every variant runs as its own server process pinned to one core (taskset), driven by wrk pinned to
+// the other core. Variants are interleaved in a different order in every round; each figure is the
+// median over the rounds, and each ratio is taken against bare NestJS *in the same round* first.
+// Server CPU per request comes from the server's own process.cpuUsage() over IPC. The run bounds
+// its own duration (BENCH_MAX_MINUTES) and always stops its servers.
+//
+// Knobs (environment): BENCH_NODE=both|24|20, BENCH_ADAPTERS=express,fastify, BENCH_VARIANTS=
+// default|all|name,name…, BENCH_ROUNDS=8, BENCH_SECONDS=1 (whole seconds: wrk takes no fractions), BENCH_WARMUP=3, BENCH_CONNECTIONS=32,
+// BENCH_MEMORY=24|both|off (top up library variants to 200k requests on those Nodes),
+// BENCH_MEMORY_MINUTES=6 (time allowed for that top-up on each Node),
+// BENCH_RETRIES=2 (redo runs disturbed by other processes),
+// BENCH_MICRO=1|0, BENCH_MAX_MINUTES=25, BENCH_CPU_PROF=1 (write .cpuprofile files; figures then
+// not representative), BENCH_LIB=src|dist. Flags: --micro-only, --list, --help,
+// --report <saved .json> (print a saved run's report again).
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const BUILD = path.join(ROOT, '.bench', 'build');
+const SERVER = path.join(BUILD, 'bench', 'server.js');
+const MICRO = path.join(BUILD, 'bench', 'micro.js');
+const LUA = path.join(ROOT, 'bench', 'wrk-report.lua');
+const RESULTS = path.join(ROOT, '.bench', 'results');
+
+// ------------------------------------------------------------------------------------------------
+// Configuration
+
+const DEFAULT_VARIANTS = [
+  'bare', 'noop-icpt',
+  'ctx-none', 'ctx-param', 'ctx-service', 'ctx-current', 'ctx-inject', 'ctx-full', 'ctx-full-out',
+  'fast-none', 'fast-inject', 'fast-full', 'fast-full-out',
+  'cls-mw', 'req-scope', 'req-scope-icpt',
+];
+const ALL_VARIANTS = [
+  'raw', 'bare', 'noop-icpt',
+  'ctx-none', 'ctx-param', 'ctx-service', 'ctx-current', 'ctx-inject', 'ctx-full', 'ctx-full-out',
+  'fast-none', 'fast-param', 'fast-service', 'fast-current', 'fast-inject', 'fast-full', 'fast-full-out',
+  'als-mw', 'als-listener', 'cls-mw', 'req-scope', 'req-scope-icpt',
+];
+const TITLES = {
+  raw: 'plain platform, no Nest',
+  bare: 'bare NestJS',
+  'noop-icpt': 'do-nothing global interceptor',
+  'ctx-none': 'lib, context never touched',
+  'ctx-param': 'lib, @Ctx() read',
+  'ctx-service': 'lib, ContextService read',
+  'ctx-current': 'lib, currentContext read',
+  'ctx-inject': 'lib, injected MyContext',
+  'ctx-full': 'lib, full HTTP path',
+  'ctx-full-out': 'lib, full path + outbound hdrs',
+  'fast-none': 'fast, context never touched',
+  'fast-param': 'fast, @Ctx() read',
+  'fast-service': 'fast, ContextService read',
+  'fast-current': 'fast, currentContext read',
+  'fast-inject': 'fast, injected MyContext',
+  'fast-full': 'fast, full HTTP path',
+  'fast-full-out': 'fast, full path + outbound hdrs',
+  'als-mw': 'hand: app.use() + ALS + id + hdr',
+  'als-listener': 'hand: listener wrap + ALS + id + hdr',
+  'cls-mw': 'nestjs-cls middleware, id',
+  'req-scope': 'Scope.REQUEST provider',
+  'req-scope-icpt': 'Scope.REQUEST + do-nothing icpt',
+};
+const LIBRARY = (name) => name.startsWith('ctx-') || name.startsWith('fast-');
+
+/** Every request carries what a service behind a gateway or mesh receives. */
+const INBOUND = {
+  id: 'b6a1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d',
+  traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+  parentId: '00f067aa0ba902b7',
+};
+const HEADERS = {
+  'x-request-id': INBOUND.id,
+  traceparent: `00-${INBOUND.traceId}-${INBOUND.parentId}-01`,
+  baggage: 'userId=alice,isProduction=false',
+};
+const FIXED_BODY = 'ok-bench-fixed-body-0123456789abcdef';
+/** Share of a core used by other processes (both pinned cores together) above which a run is redone. */
+const FOREIGN_LIMIT = 0.05;
+
+const env = process.env;
+const argv = new Set(process.argv.slice(2));
+/** A positive number from the environment, or `fallback` when unset. */
+const int = (name, fallback) => {
+  const value = env[name];
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number, got ${value}`);
+  return n;
+};
+/** A comma-separated list from the environment, or `fallback` when unset. */
+const list = (name, fallback) => (env[name] ? env[name].split(',').map((s) => s.trim()).filter(Boolean) : fallback);
+
+const config = {
+  nodes: (env.BENCH_NODE ?? 'both').toLowerCase(),
+  adapters: list('BENCH_ADAPTERS', ['express', 'fastify']),
+  variants: (() => {
+    const v = env.BENCH_VARIANTS;
+    if (v === undefined || v === '' || v === 'default') return DEFAULT_VARIANTS;
+    if (v === 'all') return ALL_VARIANTS;
+    const chosen = list('BENCH_VARIANTS', []);
+    for (const name of chosen) if (!ALL_VARIANTS.includes(name)) throw new Error(`unknown variant ${name}; see --list`);
+    // bare NestJS is the denominator of every ratio: always measured.
+    return ALL_VARIANTS.filter((name) => name === 'bare' || chosen.includes(name));
+  })(),
+  rounds: Math.round(int('BENCH_ROUNDS', 8)),
+  seconds: Math.max(1, Math.round(int('BENCH_SECONDS', 1))),
+  warmup: Math.max(1, Math.round(int('BENCH_WARMUP', 3))),
+  connections: Math.round(int('BENCH_CONNECTIONS', 32)),
+  retries: Math.round(Number(env.BENCH_RETRIES ?? 2)),
+  memory: (env.BENCH_MEMORY ?? '24').toLowerCase(),
+  memoryMinutes: int('BENCH_MEMORY_MINUTES', 6),
+  micro: env.BENCH_MICRO !== '0',
+  maxMinutes: int('BENCH_MAX_MINUTES', 25),
+  cpuProf: env.BENCH_CPU_PROF === '1',
+  lib: (env.BENCH_LIB ?? 'src').toLowerCase(),
+};
+for (const a of config.adapters) if (a !== 'express' && a !== 'fastify') throw new Error(`BENCH_ADAPTERS: unknown adapter ${a}`);
+
+if (argv.has('--help')) {
+  const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n');
+  console.log(lines.slice(1, lines.findIndex((l) => l.startsWith('import'))).join('\n').replace(/^\/\/ ?/gm, ''));
+  process.exit(0);
+}
+if (argv.has('--list')) {
+  for (const name of ALL_VARIANTS) console.log(`${name.padEnd(14)} ${TITLES[name]}${DEFAULT_VARIANTS.includes(name) ? '' : '  (opt-in)'}`);
+  process.exit(0);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Process bookkeeping: every child is tracked and killed on the way out, whatever happens.
+
+const children = new Set();
+/** Registers a child process so that it is killed whenever the harness exits. */
+function track(child) {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+/** Kills every tracked child (servers, wrk) at once; safe to call more than once. */
+function killAll() {
+  for (const child of children) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+}
+process.on('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    // Ctrl-C or a kill: no server may outlive the harness.
+    console.error(`\nbench: ${signal}, stopping servers`);
+    killAll();
+    process.exit(130);
+  });
+}
+
+/** Progress goes to stderr; the report to stdout. */
+const log = (...args) => console.error(...args);
+/** Resolves after `ms` milliseconds. */
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const startedAt = Date.now();
+/** Minutes since the harness started, for progress lines. */
+const elapsed = () => `${((Date.now() - startedAt) / 60000).toFixed(1)} min`;
+
+// ------------------------------------------------------------------------------------------------
+// Tools, pinning, build
+
+/** The path of `cmd` on PATH, or undefined. */
+function which(cmd) {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).stdout.trim() || undefined;
+}
+
+const cores = os.availableParallelism?.() ?? os.cpus().length;
+const taskset = which('taskset');
+const pinning = taskset !== undefined && cores >= 2;
+const SERVER_CORE = '0';
+const LOAD_CORE = String(cores - 1);
+/** `command args` wrapped in `taskset -c core` when pinning is possible. */
+function pinned(core, command, args) {
+  return pinning ? [taskset, ['-c', core, command, ...args]] : [command, args];
+}
+
+/** Finds wrk or exits with how to install it. */
+function requireWrk() {
+  const wrk = which('wrk');
+  if (wrk === undefined) {
+    console.error('bench: wrk is not installed. On Debian/Ubuntu: apt-get update && apt-get install -y wrk');
+    process.exit(2);
+  }
+  const out = spawnSync(wrk, ['--version'], { encoding: 'utf8' });
+  return { wrk, version: `${out.stdout}${out.stderr}`.split('\n')[0].trim() };
+}
+
+/**
+ * Compiles bench/ and src/ into .bench/build (never dist/) and returns which library is measured:
+ * the working tree's src/, or dist/esm when src/ does not load or BENCH_LIB=dist.
+ */
+function build() {
+  log('bench: compiling bench/ and src/ into .bench/build …');
+  rmSync(BUILD, { recursive: true, force: true });
+  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const result = spawnSync(process.execPath, [tsc, '-p', path.join(ROOT, 'bench', 'tsconfig.json')], { cwd: ROOT, encoding: 'utf8' });
+  const diagnostics = `${result.stdout}${result.stderr}`.trim();
+  if (diagnostics !== '') log(`bench: tsc reported (output still emitted):\n${diagnostics.split('\n').slice(0, 20).join('\n')}`);
+  if (!existsSync(SERVER)) throw new Error('bench: compilation produced no server; see the tsc output above');
+  // Which library is measured: the working tree's sources, unless they do not load.
+  const libDir = path.join(BUILD, 'src');
+  const loads = () =>
+    spawnSync(process.execPath, ['--input-type=module', '-e', `await import(${JSON.stringify(path.join(libDir, 'index.js'))})`], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+  let source = 'src/ (working tree, compiled by the bench)';
+  if (config.lib === 'dist' || loads().status !== 0) {
+    const why = config.lib === 'dist' ? 'BENCH_LIB=dist' : `src/ does not load: ${loads().stderr.split('\n').find((l) => /Error/.test(l)) ?? 'error'}`;
+    const dist = path.join(ROOT, 'dist', 'esm');
+    if (!existsSync(path.join(dist, 'index.js'))) throw new Error(`bench: ${why}, and there is no dist/esm build to fall back on`);
+    log(`bench: WARNING ${why}; measuring the last package build (dist/esm) instead`);
+    rmSync(libDir, { recursive: true, force: true });
+    cpSync(dist, libDir, { recursive: true });
+    rmSync(path.join(libDir, 'package.json'), { force: true });
+    source = 'dist/esm (fallback: ' + why + ')';
+  }
+  return source;
+}
+
+/** Output of a read-only git command, or undefined when git is unavailable. */
+function git(args) {
+  const out = spawnSync('git', ['--no-optional-locks', ...args], { cwd: ROOT, encoding: 'utf8' });
+  return out.status === 0 ? out.stdout.trim() : undefined;
+}
+
+/** The Node binaries to measure: Node 24 from scripts/node24.sh and the Node running this script. */
+function nodeBinaries() {
+  const wanted = config.nodes === 'both' ? ['24', '20'] : [config.nodes];
+  const bins = [];
+  for (const w of wanted) {
+    if (w === '24') {
+      const bin = execFileSync('bash', [path.join(ROOT, 'scripts', 'node24.sh')], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+      bins.push({ label: '24', bin });
+    } else if (w === '20') {
+      bins.push({ label: process.versions.node.split('.')[0], bin: process.execPath });
+    } else {
+      throw new Error(`BENCH_NODE must be both, 24 or 20, got ${config.nodes}`);
+    }
+  }
+  for (const b of bins) b.version = execFileSync(b.bin, ['--version'], { encoding: 'utf8' }).trim();
+  return bins;
+}
+
+/** The installed version of a dependency, for the report header. */
+function packageVersion(name) {
+  try {
+    return JSON.parse(readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8')).version;
+  } catch {
+    return '?';
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Servers
+
+let nextId = 1;
+
+/**
+ * Starts one variant's server on the server core and resolves once it listens; the returned handle
+ * asks it for stats over IPC (`ask`) and stops it (`stop`, SIGKILL after 5 s).
+ */
+function startServer(node, variant, platform) {
+  // --expose-gc: the memory marks are sampled after a full collection (bench/probe.ts).
+  const execArgv = ['--expose-gc'];
+  if (config.cpuProf) {
+    const dir = path.join(ROOT, '.bench', 'profiles', `node${node.label}-${platform}-${variant}`);
+    mkdirSync(dir, { recursive: true });
+    execArgv.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
+  }
+  const [command, args] = pinned(SERVER_CORE, node.bin, [...execArgv, SERVER, variant, platform]);
+  const child = track(spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], env: { ...env, NODE_ENV: 'production' } }));
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+  const pending = new Map();
+  const server = { node, variant, platform, child, port: 0, features: undefined, alive: true };
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${variant}/${platform}: no ready message in 60 s`)), 60_000);
+    child.on('message', (m) => {
+      if (m.type === 'ready') {
+        clearTimeout(timer);
+        server.port = m.port;
+        server.features = m.features;
+        server.spec = m.spec;
+        resolve(server);
+      } else if (m.type === 'error') {
+        clearTimeout(timer);
+        reject(new Error(`${variant}/${platform} failed to start:\n${m.message}`));
+      } else if (pending.has(m.id)) {
+        pending.get(m.id)(m);
+        pending.delete(m.id);
+      }
+    });
+    child.once('exit', (code) => {
+      server.alive = false;
+      clearTimeout(timer);
+      reject(new Error(`${variant}/${platform} exited (${code}) before it was ready\n${stderr}`));
+      for (const [, resolve] of pending) resolve(undefined);
+    });
+  });
+  server.ask = (type) =>
+    new Promise((resolve, reject) => {
+      if (!server.alive) return reject(new Error(`${variant}/${platform} is not running\n${stderr}`));
+      const id = nextId++;
+      const timer = setTimeout(() => {
+        pending.delete(id);
+        reject(new Error(`${variant}/${platform}: no answer to ${type}`));
+      }, 15_000);
+      pending.set(id, (m) => {
+        clearTimeout(timer);
+        if (m === undefined) reject(new Error(`${variant}/${platform} exited\n${stderr}`));
+        else resolve(m);
+      });
+      child.send({ type, id });
+    });
+  server.stop = () =>
+    new Promise((resolve) => {
+      if (!server.alive) return resolve();
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+      }, 5000);
+      child.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      child.send({ type: 'stop' });
+    });
+  return ready;
+}
+
+/** One GET / with the benchmark's inbound headers, for the behaviour check. */
+function httpGet(port) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', headers: HEADERS, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+    });
+    req.setTimeout(5000, () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+/** Checks that a variant does what it claims before it is measured. Returns problems (empty when fine). */
+async function checkBehaviour(server, spec) {
+  const problems = [];
+  const notes = [];
+  const res = await httpGet(server.port);
+  if (res.status !== 200) problems.push(`status ${res.status}`);
+  if (spec.body === 'fixed' && res.body !== FIXED_BODY) problems.push(`body ${JSON.stringify(res.body.slice(0, 60))}`);
+  if (spec.body === 'inbound' && res.body !== INBOUND.id) problems.push(`body ${JSON.stringify(res.body.slice(0, 60))} is not the inbound id`);
+  if (spec.body === 'any' && res.body.length === 0) problems.push('empty body');
+  if (spec.echo && res.headers['x-request-id'] !== INBOUND.id) problems.push(`x-request-id echoed as ${JSON.stringify(res.headers['x-request-id'])}`);
+  if (spec.checks !== undefined) {
+    const { sink } = await server.ask('inspect');
+    const traceId = spec.checks === 'trace' ? sink : sink?.traceId;
+    if (!server.features.trace) notes.push('library has no ContextService.trace: traceparent not read');
+    else if (traceId !== INBOUND.traceId) problems.push(`trace id read as ${JSON.stringify(traceId)}`);
+    if (spec.checks === 'outbound') {
+      const headers = sink?.request?.headers ?? {};
+      if (!server.features.outboundHeaders) notes.push('library has no getOutboundHeaders(): only the id injected');
+      if (headers['x-request-id'] !== INBOUND.id) problems.push('outbound x-request-id missing');
+      if (server.features.outboundHeaders) {
+        const tp = headers.traceparent ?? '';
+        if (!tp.startsWith(`00-${INBOUND.traceId}-`) || tp.includes(INBOUND.parentId)) problems.push(`outbound traceparent ${JSON.stringify(tp)}`);
+        if (headers.baggage === undefined) problems.push('outbound baggage missing');
+      }
+    }
+  }
+  return { problems, notes };
+}
+
+
+
+// ------------------------------------------------------------------------------------------------
+// Load
+
+/** User time (user + nice, in µs) of each core so far, from /proc/stat. */
+function coreUserTimes() {
+  const out = {};
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d+) (\d+) (\d+)/.exec(line);
+    if (m) out[m[1]] = (Number(m[2]) + Number(m[3])) * TICK_US;
+  }
+  return out;
+}
+const TICK_US = 1e6 / 100;
+
+/**
+ * Runs wrk pinned to the load core, through `sh` so that wrk's own CPU time can be read afterwards
+ * (the shell's cutime/cstime once it has waited for wrk). Resolves wrk's summary plus `cpuUs`.
+ */
+function runWrk(tools, port, seconds) {
+  const headerArgs = Object.entries(HEADERS).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+  // wrk accepts whole seconds only (`-d1.5s` is a usage error).
+  const args = ['-t1', `-c${config.connections}`, `-d${Math.max(1, Math.round(seconds))}s`, '--timeout', '2s', '-s', LUA, ...headerArgs, `http://127.0.0.1:${port}/`];
+  const script = '"$0" "$@"; status=$?; echo; echo "WRK_STAT $(cat /proc/$$/stat)"; exit $status';
+  const [command, cmdArgs] = pinned(LOAD_CORE, 'sh', ['-c', script, tools.wrk, ...args]);
+  return new Promise((resolve, reject) => {
+    const child = track(spawn(command, cmdArgs, { stdio: ['ignore', 'pipe', 'pipe'] }));
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), (seconds + 20) * 1000);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      const line = out.split('\n').find((l) => l.startsWith('BENCH_JSON '));
+      if (code !== 0 || line === undefined) return reject(new Error(`wrk failed (${code}): ${out.slice(-500)}`));
+      const summary = JSON.parse(line.slice('BENCH_JSON '.length));
+      const stat = out.split('\n').find((l) => l.startsWith('WRK_STAT '));
+      const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
+      // Fields after the command name: cutime and cstime are the 14th and 15th (0-based 13, 14).
+      summary.cpuUs = fields ? (Number(fields[13]) + Number(fields[14])) * TICK_US : undefined;
+      summary.userUs = fields ? Number(fields[13]) * TICK_US : undefined;
+      resolve(summary);
+    });
+  });
+}
+
+/**
+ * One measurement: server stats, wrk, server stats. `foreign` is the share of a core that other
+ * processes used meanwhile (user time on each pinned core minus ours), the mark of a disturbed run.
+ */
+async function measure(tools, server, seconds) {
+  const before = await server.ask('stats');
+  const usBefore = coreUserTimes();
+  const selfBefore = process.cpuUsage();
+  const w = await runWrk(tools, server.port, seconds);
+  const self = process.cpuUsage(selfBefore);
+  const usAfter = coreUserTimes();
+  const after = await server.ask('stats');
+  const served = after.served - before.served;
+  const cpuUs = after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system;
+  const serverUser = after.cpu.user - before.cpu.user;
+  const errors = Object.values(w.errors).reduce((a, b) => a + b, 0);
+  const wall = w.duration_us || 1;
+  let foreign;
+  if (pinning && usBefore[SERVER_CORE] !== undefined && usBefore[LOAD_CORE] !== undefined) {
+    const core0 = usAfter[SERVER_CORE] - usBefore[SERVER_CORE] - serverUser;
+    const core1 = usAfter[LOAD_CORE] - usBefore[LOAD_CORE] - (w.userUs ?? 0) - self.user;
+    foreign = Math.max(0, core0) / wall + Math.max(0, core1) / wall;
+  }
+  return {
+    rps: w.requests / (wall / 1e6),
+    p50: w.p50 / 1000,
+    p99: w.p99 / 1000,
+    cpu: served > 0 ? cpuUs / served : NaN,
+    rss: after.rss / 2 ** 20,
+    heap: after.heapUsed / 2 ** 20,
+    served,
+    errors,
+    wrkCpu: w.cpuUs === undefined ? undefined : w.cpuUs / wall,
+    foreign,
+  };
+}
+
+// Seeded shuffle, so a run's order can be reproduced.
+function shuffled(items, seed) {
+  let s = seed >>> 0;
+  const rand = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const a = items.slice();
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
+/**
+ * The HTTP benchmark on one Node: starts every server, checks behaviour, warms up, runs the
+ * interleaved rounds (redoing disturbed runs), tops library variants up to 200k requests for the
+ * memory check, and always stops the servers.
+ */
+async function runNode(tools, node, deadline, hardEnd) {
+  const result = { node: node.version, label: node.label, entries: {}, rounds: 0, truncated: false, checks: {}, memory: {}, retried: 0 };
+  const servers = [];
+  try {
+    log(`\nbench: Node ${node.version}: starting ${config.adapters.length * config.variants.length} servers (${elapsed()})`);
+    for (const platform of config.adapters) {
+      for (const variant of config.variants) {
+        const server = await startServer(node, variant, platform);
+        servers.push(server);
+        const key = `${platform}/${variant}`;
+        const check = await checkBehaviour(server, server.spec);
+        result.checks[key] = check;
+        if (check.problems.length > 0) log(`bench: BEHAVIOUR CHECK FAILED ${key}: ${check.problems.join('; ')}`);
+        for (const note of check.notes) log(`bench: note ${key}: ${note}`);
+        result.entries[key] = { platform, variant, runs: [] };
+      }
+    }
+    log(`bench: Node ${node.version}: warming up (${config.warmup} s each)`);
+    for (const server of servers) await measure(tools, server, config.warmup);
+    for (let round = 0; round < config.rounds; round++) {
+      if (Date.now() > deadline) {
+        result.truncated = true;
+        log(`bench: time budget reached; stopping after ${round} rounds`);
+        break;
+      }
+      // A run disturbed by other processes goes to the back of the round and is tried again
+      // (BENCH_RETRIES times at most); the least disturbed attempt is kept.
+      const queue = shuffled(servers, 0x5eed + round * 7919).map((server) => ({ server, attempts: 0, best: undefined }));
+      let retryBudget = Math.ceil(servers.length * 0.3);
+      while (queue.length > 0) {
+        const item = queue.shift();
+        if (item.attempts > 0 && queue.length === 0) await sleep(1000);
+        const m = await measure(tools, item.server, config.seconds);
+        item.attempts++;
+        if (item.best === undefined || (m.foreign ?? 0) < (item.best.foreign ?? 0)) item.best = m;
+        if ((m.foreign ?? 0) > FOREIGN_LIMIT && item.attempts <= config.retries && retryBudget > 0 && Date.now() < deadline) {
+          retryBudget--;
+          result.retried++;
+          queue.push(item);
+          continue;
+        }
+        item.best.round = round;
+        item.best.attempts = item.attempts;
+        result.entries[`${item.server.platform}/${item.server.variant}`].runs.push(item.best);
+      }
+      result.rounds = round + 1;
+      log(`bench: Node ${node.version}: round ${round + 1}/${config.rounds} done (${elapsed()})`);
+    }
+    // Memory: library variants run on until they have served 200k requests (bounded in time).
+    const topUp = config.memory === 'both' || config.memory === node.label;
+    // Its own time allowance, within the run's overall bound.
+    const topUpEnd = Math.min(hardEnd, Date.now() + config.memoryMinutes * 60_000);
+    if (topUp) log(`bench: Node ${node.version}: memory check, library variants up to 200k requests`);
+    for (const server of servers) {
+      let stats = await server.ask('stats');
+      if (topUp && LIBRARY(server.variant)) {
+        const rate = median(result.entries[`${server.platform}/${server.variant}`].runs.map((r) => r.rps)) || 2000;
+        while (stats.served < 200_000 && Date.now() < topUpEnd) {
+          const seconds = Math.min(60, Math.max(1, Math.ceil((200_000 - stats.served) / rate) + 1));
+          await runWrk(tools, server.port, seconds);
+          stats = await server.ask('stats');
+        }
+      }
+      result.memory[`${server.platform}/${server.variant}`] = {
+        served: stats.served,
+        at20k: stats.rssAt['20000'] / 2 ** 20,
+        at200k: stats.rssAt['200000'] / 2 ** 20,
+        heap20k: stats.heapAt?.['20000'] / 2 ** 20,
+        heap200k: stats.heapAt?.['200000'] / 2 ** 20,
+        final: stats.rss / 2 ** 20,
+      };
+    }
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+  return result;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Micro-benchmark
+
+/** Runs the micro-benchmark on one Node, pinned to the server core; undefined when it fails. */
+function runMicro(node) {
+  log(`bench: Node ${node.version}: micro-benchmark`);
+  const [command, args] = pinned(SERVER_CORE, node.bin, [MICRO]);
+  const out = spawnSync(command, args, { cwd: ROOT, encoding: 'utf8', timeout: 180_000 });
+  const line = out.stdout.split('\n').find((l) => l.startsWith('MICRO_JSON '));
+  if (out.status !== 0 || line === undefined) {
+    log(`bench: micro-benchmark failed on ${node.version}: ${out.stderr.slice(-800)}`);
+    return undefined;
+  }
+  return JSON.parse(line.slice('MICRO_JSON '.length));
+}
+
+// ------------------------------------------------------------------------------------------------
+// Statistics and report
+
+/** Median of the finite values. */
+const median = (xs) => {
+  const a = xs.filter((x) => Number.isFinite(x)).sort((p, q) => p - q);
+  if (a.length === 0) return NaN;
+  const m = a.length >> 1;
+  return a.length % 2 ? a[m] : (a[m - 1] + a[m]) / 2;
+};
+/** Linearly interpolated quantile `q` of the finite values. */
+const quantile = (xs, q) => {
+  const a = xs.filter((x) => Number.isFinite(x)).sort((p, r) => p - r);
+  if (a.length === 0) return NaN;
+  const pos = (a.length - 1) * q;
+  const lo = Math.floor(pos);
+  return a[lo] + (a[Math.min(lo + 1, a.length - 1)] - a[lo]) * (pos - lo);
+};
+
+/** Per-round pairs of two entries' runs (same round), mapped by `f`. */
+function paired(res, platform, a, b, f) {
+  const ea = res.entries[`${platform}/${a}`];
+  const eb = res.entries[`${platform}/${b}`];
+  if (ea === undefined || eb === undefined) return [];
+  const byRound = new Map(eb.runs.map((r) => [r.round, r]));
+  return ea.runs.filter((r) => byRound.has(r.round)).map((r) => f(r, byRound.get(r.round)));
+}
+/** Median over the rounds of `f(a's run, b's run)`. */
+const pairedMedian = (res, platform, a, b, f) => median(paired(res, platform, a, b, f));
+/** Half the interquartile range of the same, the noise shown as ±. */
+const pairedSpread = (res, platform, a, b, f) => {
+  const xs = paired(res, platform, a, b, f);
+  return (quantile(xs, 0.75) - quantile(xs, 0.25)) / 2;
+};
+/** Same-round comparisons: throughput ratio, CPU ratio, CPU difference (µs/request). */
+const RATIO = { rps: (x, y) => x.rps / y.rps, cpuRatio: (x, y) => x.cpu / y.cpu, cpuDelta: (x, y) => x.cpu - y.cpu };
+
+/**
+ * Quiet-run estimate of one entry: the 20th percentile of its CPU per request and the 80th of its
+ * throughput over the rounds. Interference on a shared machine only ever adds cost, so the better
+ * runs are the closer ones to the variant's own cost; shown beside the medians in the budget lines.
+ */
+function quiet(res, platform, variant) {
+  const e = res.entries[`${platform}/${variant}`];
+  if (e === undefined || e.runs.length === 0) return undefined;
+  return { cpu: quantile(e.runs.map((r) => r.cpu), 0.2), rps: quantile(e.runs.map((r) => r.rps), 0.8) };
+}
+/** CPU difference (µs/request) between two variants' quiet-run estimates. */
+const quietDelta = (res, p, a, b) => quiet(res, p, a).cpu - quiet(res, p, b).cpu;
+/** Throughput ratio between two variants' quiet-run estimates. */
+const quietRatio = (res, p, a, b) => quiet(res, p, a).rps / quiet(res, p, b).rps;
+/** CPU ratio between two variants' quiet-run estimates. */
+const quietCpuRatio = (res, p, a, b) => quiet(res, p, a).cpu / quiet(res, p, b).cpu;
+
+/** One table row: medians over the rounds and same-round ratios to bare NestJS. */
+function summarise(res, platform, variant) {
+  const e = res.entries[`${platform}/${variant}`];
+  if (e === undefined || e.runs.length === 0) return undefined;
+  const pick = (k) => median(e.runs.map((r) => r[k]));
+  const vsBare = (f) => pairedMedian(res, platform, variant, 'bare', f);
+  return {
+    rps: pick('rps'),
+    p50: pick('p50'),
+    p99: pick('p99'),
+    cpu: pick('cpu'),
+    rss: pick('rss'),
+    errors: e.runs.reduce((a, r) => a + r.errors, 0),
+    disturbed: e.runs.filter((r) => (r.foreign ?? 0) > FOREIGN_LIMIT).length,
+    rpsX: vsBare(RATIO.rps),
+    p50X: vsBare((x, y) => x.p50 / y.p50),
+    p99X: vsBare((x, y) => x.p99 / y.p99),
+    cpuX: vsBare(RATIO.cpuRatio),
+    cpuD: vsBare(RATIO.cpuDelta),
+    rssX: vsBare((x, y) => x.rss / y.rss),
+  };
+}
+
+/** Fixed-point number, or n/a. */
+const fmt = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+/** Integer with thousands separators, or n/a. */
+const fmtInt = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : 'n/a');
+/** Number with an explicit sign, or n/a. */
+const signed = (x, d = 1) => (Number.isFinite(x) ? `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(d)}` : 'n/a');
+
+/** The main table: one block per Node and platform. */
+function table(results) {
+  const lines = [];
+  const head =
+    'variant                                    req/s  ×bare   p50 ms ×bare   p99 ms ×bare   CPU µs/req  ×bare  Δbare µs   RSS MB ×bare';
+  for (const res of results) {
+    for (const platform of config.adapters) {
+      lines.push('');
+      lines.push(`Node ${res.node} · ${platform} · ${res.rounds} rounds × ${config.seconds} s · ${config.connections} connections`);
+      lines.push(head);
+      lines.push('-'.repeat(head.length));
+      for (const variant of config.variants) {
+        const s = summarise(res, platform, variant);
+        if (s === undefined) continue;
+        const check = res.checks[`${platform}/${variant}`];
+        const flag =
+          ((check?.problems.length ?? 0) > 0 ? ' !behaviour' : '') +
+          (s.errors > 0 ? ` !${s.errors} errors` : '') +
+          (s.disturbed > 0 ? ` ~${s.disturbed} disturbed` : '');
+        lines.push(
+          // The variant's key first (the budgets name it), then as much of its title as fits.
+          `${`${variant.padEnd(14)} ${TITLES[variant]}`.slice(0, 40).padEnd(40)}` +
+            `${fmtInt(s.rps).padStart(8)} ${fmt(s.rpsX).padStart(6)}` +
+            `${fmt(s.p50).padStart(9)} ${fmt(s.p50X).padStart(5)}` +
+            `${fmt(s.p99).padStart(9)} ${fmt(s.p99X).padStart(5)}` +
+            `${fmt(s.cpu, 1).padStart(13)} ${fmt(s.cpuX).padStart(6)} ${signed(s.cpuD).padStart(9)}` +
+            `${fmt(s.rss, 1).padStart(9)} ${fmt(s.rssX).padStart(5)}${flag}`,
+        );
+      }
+    }
+  }
+  return lines;
+}
+
+/** One line per budget: met or not on Node 24 with its figures, Node 20's beside it. */
+function budgets(results) {
+  const primary = results.find((r) => r.label === '24') ?? results[0];
+  const others = results.filter((r) => r !== primary);
+  const lines = [];
+  // A variant that failed its behaviour check (or was not measured) cannot meet a budget.
+  const failed = (res, platform, ...variants) =>
+    variants.some((v) => (res.checks[`${platform}/${v}`]?.problems.length ?? 0) > 0 || res.entries[`${platform}/${v}`] === undefined);
+  // Whether every named variant has measured runs.
+  const has = (res, platform, ...variants) => variants.every((v) => res.entries[`${platform}/${v}`]?.runs.length > 0);
+
+  // Each budget: evaluate(res, platform) -> { ok, text } or undefined when not measured.
+  const defs = [
+    {
+      name: 'B1 full HTTP path, interceptor mounted: CPU ≤ do-nothing interceptor + 8 µs, throughput ≥ 0.75 × bare',
+      eval(res, p) {
+        if (!has(res, p, 'ctx-full', 'noop-icpt')) return undefined;
+        const d = pairedMedian(res, p, 'ctx-full', 'noop-icpt', RATIO.cpuDelta);
+        const noise = pairedSpread(res, p, 'ctx-full', 'noop-icpt', RATIO.cpuDelta);
+        const x = pairedMedian(res, p, 'ctx-full', 'bare', RATIO.rps);
+        const qd = quietDelta(res, p, 'ctx-full', 'noop-icpt');
+        const qx = quietRatio(res, p, 'ctx-full', 'bare');
+        return {
+          ok: d <= 8 && x >= 0.75 && !failed(res, p, 'ctx-full'),
+          text: `${signed(d)} µs (±${fmt(noise, 1)}) over the interceptor, ${fmt(x)} × bare [quiet runs: ${signed(qd)} µs, ${fmt(qx)} ×]`,
+        };
+      },
+    },
+    {
+      name: 'B2 fastest configuration (interceptor: false), full HTTP path: throughput ≥ 0.95 × bare',
+      eval(res, p) {
+        if (!has(res, p, 'fast-full')) return undefined;
+        const x = pairedMedian(res, p, 'fast-full', 'bare', RATIO.rps);
+        const d = pairedMedian(res, p, 'fast-full', 'bare', RATIO.cpuDelta);
+        const qx = quietRatio(res, p, 'fast-full', 'bare');
+        const qd = quietDelta(res, p, 'fast-full', 'bare');
+        return { ok: x >= 0.95 && !failed(res, p, 'fast-full'), text: `${fmt(x)} × bare (${signed(d)} µs CPU/request) [quiet runs: ${fmt(qx)} ×, ${signed(qd)} µs]` };
+      },
+    },
+    {
+      name: 'B3 context never touched: CPU ≤ 1.02 × its configuration’s floor (interceptor config: do-nothing interceptor; fastest: bare)',
+      eval(res, p) {
+        const parts = [];
+        let ok = true;
+        let any = false;
+        for (const [v, floor] of [['ctx-none', 'noop-icpt'], ['fast-none', 'bare']]) {
+          if (!has(res, p, v, floor)) continue;
+          any = true;
+          const r = pairedMedian(res, p, v, floor, RATIO.cpuRatio);
+          const d = pairedMedian(res, p, v, floor, RATIO.cpuDelta);
+          const t = pairedMedian(res, p, v, floor, RATIO.rps);
+          ok &&= r <= 1.02 && !failed(res, p, v);
+          parts.push(
+            `${v} ${fmt(r, 3)} × ${floor} (${signed(d)} µs, throughput ${fmt(t, 3)} ×) [quiet runs: ${fmt(quietCpuRatio(res, p, v, floor), 3)} ×, ${signed(quietDelta(res, p, v, floor))} µs]`,
+          );
+        }
+        return any ? { ok, text: parts.join('; ') } : undefined;
+      },
+    },
+    {
+      name: 'B4 reads add < 2 µs each over the untouched context (ContextService, currentContext, @Ctx())',
+      eval(res, p) {
+        const parts = [];
+        let ok = true;
+        let any = false;
+        for (const [prefix] of [['ctx'], ['fast']]) {
+          for (const path of ['service', 'current', 'param']) {
+            const v = `${prefix}-${path}`;
+            if (!has(res, p, v, `${prefix}-none`)) continue;
+            any = true;
+            const d = pairedMedian(res, p, v, `${prefix}-none`, RATIO.cpuDelta);
+            const noise = pairedSpread(res, p, v, `${prefix}-none`, RATIO.cpuDelta);
+            ok &&= d < 2 && !failed(res, p, v);
+            parts.push(`${v} ${signed(d)} ±${fmt(noise, 1)} [${signed(quietDelta(res, p, v, `${prefix}-none`))}]`);
+          }
+        }
+        return any ? { ok, text: parts.join(', ') + ' µs [quiet runs]' } : undefined;
+      },
+    },
+    {
+      name: 'B5 injected MyContext (request scope) no worse than Nest’s own Scope.REQUEST provider (throughput ratio ≥ 0.98: equal within noise)',
+      eval(res, p) {
+        const parts = [];
+        let ok = true;
+        let any = false;
+        for (const v of ['ctx-inject', 'fast-inject']) {
+          if (!has(res, p, v, 'req-scope')) continue;
+          any = true;
+          const x = pairedMedian(res, p, v, 'req-scope', RATIO.rps);
+          const noise = pairedSpread(res, p, v, 'req-scope', RATIO.rps);
+          const d = pairedMedian(res, p, v, 'req-scope', RATIO.cpuDelta);
+          ok &&= x >= 0.98 && !failed(res, p, v);
+          parts.push(
+            `${v} ${fmt(x, 3)} ±${fmt(noise, 3)} × req-scope (${signed(d)} µs CPU) [quiet runs: ${fmt(quietRatio(res, p, v, 'req-scope'), 3)}, ${signed(quietDelta(res, p, v, 'req-scope'))} µs]`,
+          );
+        }
+        if (!any) return undefined;
+        // Diagnosis, not part of the verdict: the default configuration against request scope with
+        // a do-nothing global interceptor, which is what its own interceptor costs a request-scoped route.
+        if (has(res, p, 'ctx-inject', 'req-scope-icpt')) {
+          const x = pairedMedian(res, p, 'ctx-inject', 'req-scope-icpt', RATIO.rps);
+          parts.push(`(ctx-inject ${fmt(x, 3)} × req-scope-icpt, ${signed(pairedMedian(res, p, 'ctx-inject', 'req-scope-icpt', RATIO.cpuDelta))} µs)`);
+        }
+        return { ok, text: parts.join('; ') };
+      },
+    },
+    {
+      name: 'B6 every library variant ahead of nestjs-cls (middleware mode, id) in throughput',
+      eval(res, p) {
+        if (!has(res, p, 'cls-mw')) return undefined;
+        const behind = [];
+        let worst;
+        for (const v of config.variants.filter(LIBRARY)) {
+          if (!has(res, p, v)) continue;
+          const x = pairedMedian(res, p, v, 'cls-mw', RATIO.rps);
+          if (worst === undefined || x < worst[1]) worst = [v, x];
+          if (!(x > 1)) behind.push(`${v} ${fmt(x)} [quiet ${fmt(quietRatio(res, p, v, 'cls-mw'))}]`);
+        }
+        if (worst === undefined) return undefined;
+        const cls = pairedMedian(res, p, 'cls-mw', 'bare', RATIO.rps);
+        return {
+          ok: behind.length === 0,
+          text: behind.length === 0 ? `slowest ${worst[0]} at ${fmt(worst[1])} × cls (cls ${fmt(cls)} × bare)` : `behind: ${behind.join(', ')} × cls (cls ${fmt(cls)} × bare)`,
+        };
+      },
+    },
+    {
+      name: 'B7 memory: RSS after 200k requests within 10% of RSS after 20k, every library variant',
+      eval(res, p) {
+        const growth = [];
+        const missing = [];
+        for (const v of config.variants.filter(LIBRARY)) {
+          const m = res.memory[`${p}/${v}`];
+          if (m === undefined) continue;
+          if (!Number.isFinite(m.at200k) || !Number.isFinite(m.at20k)) missing.push(v);
+          else growth.push([v, m.at200k / m.at20k - 1]);
+        }
+        if (growth.length === 0) return undefined;
+        const worst = growth.reduce((a, b) => (b[1] > a[1] ? b : a));
+        // The V8 heap after the same full GC tells retention apart from RSS that the allocator keeps.
+        const heap = config.variants
+          .filter(LIBRARY)
+          .map((v) => [v, res.memory[`${p}/${v}`]])
+          .filter(([, m]) => m !== undefined && Number.isFinite(m.heap200k) && Number.isFinite(m.heap20k))
+          .map(([v, m]) => [v, m.heap200k / m.heap20k - 1]);
+        const worstHeap = heap.length ? heap.reduce((a, b) => (b[1] > a[1] ? b : a)) : undefined;
+        return {
+          ok: worst[1] <= 0.1 && missing.length === 0,
+          text:
+            `worst ${worst[0]} ${signed(worst[1] * 100)}%${missing.length ? `; not reached 200k: ${missing.join(', ')}` : ''}` +
+            (worstHeap ? ` (heap after GC: worst ${worstHeap[0]} ${signed(worstHeap[1] * 100)}%)` : ''),
+        };
+      },
+    },
+  ];
+
+  for (const def of defs) {
+    const verdicts = [];
+    let all = true;
+    let any = false;
+    for (const p of config.adapters) {
+      const v = def.eval(primary, p);
+      if (v === undefined) continue;
+      any = true;
+      all &&= v.ok;
+      verdicts.push(`${p} ${v.ok ? 'met' : 'NOT met'}: ${v.text}`);
+    }
+    const side = [];
+    for (const res of others) {
+      const parts = [];
+      for (const p of config.adapters) {
+        const v = def.eval(res, p);
+        if (v !== undefined) parts.push(`${p} ${v.ok ? 'met' : 'not met'}: ${v.text}`);
+      }
+      if (parts.length) side.push(`[Node ${res.node}: ${parts.join(' | ')}]`);
+    }
+    if (!any) {
+      lines.push(`${def.name} — not measured in this run${side.length ? ' ' + side.join(' ') : ''}`);
+      continue;
+    }
+    lines.push(`${all ? 'MET    ' : 'NOT MET'} ${def.name} — Node ${primary.node}: ${verdicts.join(' | ')} ${side.join(' ')}`);
+  }
+  return lines;
+}
+
+/** RSS at the 20,000th and 200,000th request of every server. */
+function memorySection(results) {
+  const lines = ['', 'Memory (sampled inside the server after a full GC at its 20,000th and 200,000th request; MB)'];
+  lines.push('node      platform variant          RSS@20k  RSS@200k  growth  heap@20k heap@200k   final   served');
+  for (const res of results) {
+    for (const platform of config.adapters) {
+      for (const variant of config.variants) {
+        const m = res.memory[`${platform}/${variant}`];
+        if (m === undefined) continue;
+        const g = m.at200k / m.at20k - 1;
+        lines.push(
+          `${res.node.padEnd(9)} ${platform.padEnd(8)} ${variant.padEnd(15)} ${fmt(m.at20k, 1).padStart(8)} ${fmt(m.at200k, 1).padStart(9)} ${(Number.isFinite(g) ? signed(g * 100) + '%' : 'n/a').padStart(7)} ${fmt(m.heap20k, 1).padStart(9)} ${fmt(m.heap200k, 1).padStart(9)} ${fmt(m.final, 1).padStart(7)} ${fmtInt(m.served).padStart(8)}`,
+        );
+      }
+    }
+  }
+  return lines;
+}
+
+/** The micro-benchmark table, one column per Node. */
+function microSection(micro) {
+  const rows = new Map();
+  for (const [node, r] of micro) {
+    if (r === undefined) continue;
+    for (const item of r.results) {
+      if (!rows.has(item.name)) rows.set(item.name, { group: item.group, values: new Map() });
+      rows.get(item.name).values.set(node, item);
+    }
+  }
+  if (rows.size === 0) return [];
+  const nodes = micro.map(([n]) => n);
+  const lines = ['', 'Micro-benchmark (ns/op: median of 15 timed batches, fastest batch in brackets; pinned to the server core)'];
+  lines.push(`${'function'.padEnd(74)}${nodes.map((n) => `Node ${n}`.padStart(20)).join('')}`);
+  let group;
+  for (const [name, row] of rows) {
+    if (row.group !== group) {
+      group = row.group;
+      lines.push(`  [${group}]`);
+    }
+    // One cell: median ns/op [fastest batch].
+    const cell = (n) => {
+      const v = row.values.get(n);
+      return (v === undefined ? 'n/a' : `${fmt(v.ns, 1)} [${fmt(v.min, 1)}]`).padStart(20);
+    };
+    lines.push(`${('  ' + name).padEnd(74)}${nodes.map(cell).join('')}`);
+  }
+  const absent = micro.flatMap(([, r]) => r?.absent ?? []);
+  if (absent.length) lines.push(`  not present in this build: ${[...new Set(absent)].join(', ')}`);
+  return lines;
+}
+
+// ------------------------------------------------------------------------------------------------
+
+/** The report's text lines: header, tables, memory, micro, noise notes and budget lines. */
+function render(header, results, micro) {
+  const out = [...header];
+  if (results.length) {
+    out.push(...table(results));
+    out.push(...memorySection(results));
+  }
+  out.push(...microSection(micro));
+  const notes = results.flatMap((res) =>
+    Object.entries(res.checks).flatMap(([k, c]) => [
+      ...c.problems.map((p) => `behaviour check FAILED on Node ${res.node} ${k}: ${p}`),
+      ...c.notes.map((n) => `note on Node ${res.node} ${k}: ${n}`),
+    ]),
+  );
+  for (const res of results) {
+    const kept = Object.values(res.entries).flatMap((e) => e.runs);
+    const disturbed = kept.filter((r) => (r.foreign ?? 0) > FOREIGN_LIMIT);
+    const share = median(kept.map((r) => r.foreign ?? 0));
+    notes.push(
+      `Node ${res.node}: other processes used a median ${fmt(share * 100, 1)}% of a core during the kept runs; ` +
+        `${res.retried} runs redone because of them, ${disturbed.length} of ${kept.length} kept runs still above ${FOREIGN_LIMIT * 100}%`,
+    );
+  }
+  if (results.some((r) => r.truncated)) notes.push('time budget reached: fewer rounds than asked');
+  if (notes.length) out.push('', ...notes);
+  if (results.length) {
+    out.push(
+      '',
+      'Budgets (Node 24 decides, on medians of same-round ratios; ± is half the interquartile range over the rounds;',
+      '[quiet runs] = 20th-percentile CPU and 80th-percentile throughput of each variant, less sensitive to interference)',
+    );
+    out.push(...budgets(results));
+  }
+  return out;
+}
+
+/** `--report file.json`: renders a saved run again (e.g. after a change to the report's wording). */
+function rerender(file) {
+  const saved = JSON.parse(readFileSync(file, 'utf8'));
+  Object.assign(config, saved.config);
+  console.log(render(saved.header, saved.results, saved.micro).join('\n'));
+}
+
+/** Builds, runs every Node (bounded by BENCH_MAX_MINUTES), prints and saves the report. */
+async function main() {
+  if (pinning) {
+    // The harness itself stays off the server's core.
+    spawnSync(taskset, ['-a', '-cp', LOAD_CORE, String(process.pid)], { stdio: 'ignore' });
+  } else {
+    log('bench: WARNING no taskset or a single core: servers and load generator are not pinned');
+  }
+  const microOnly = argv.has('--micro-only');
+  const tools = microOnly ? undefined : requireWrk();
+  const libSource = build();
+  const nodes = nodeBinaries();
+  const head = git(['rev-parse', '--short', 'HEAD']);
+  const dirty = git(['status', '--porcelain', '--', 'src']);
+  const runs = config.variants.length * config.adapters.length;
+  // About 0.4 s of overhead per run (stats, wrk start-up), 1.5 s per server start; memory top-up on top.
+  const planned = nodes.length * (runs * (config.warmup + config.rounds * (config.seconds + 0.4) + 1.5) + 25) + (config.memory === "off" ? 0 : 4 * 60);
+  const header = [
+    `nestjs-context benchmark — ${new Date().toISOString()}`,
+    `machine: ${os.cpus()[0]?.model ?? '?'} × ${cores} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}`,
+    `pinning: ${pinning ? `servers on core ${SERVER_CORE}, wrk and harness on core ${LOAD_CORE}` : 'none'}; load: ${tools?.version ?? 'n/a'}, 1 thread, ${config.connections} connections, keep-alive`,
+    `library: ${libSource}; git ${head ?? '?'}${dirty ? ' + uncommitted changes in src/' : ''}`,
+    `NestJS ${packageVersion('@nestjs/core')} (platform-express ${packageVersion('@nestjs/platform-express')}, express ${packageVersion('express')}; platform-fastify ${packageVersion('@nestjs/platform-fastify')}, fastify ${packageVersion('fastify')}); nestjs-cls ${packageVersion('nestjs-cls')}`,
+    `nodes: ${nodes.map((n) => n.version).join(', ')}; rounds ${config.rounds} × ${config.seconds} s after ${config.warmup} s warm-up; every request: ${Object.keys(HEADERS).join(', ')}`,
+  ];
+  for (const line of header) log(line);
+  if (!microOnly) log(`bench: planned about ${Math.ceil(planned / 60)} min (bounded by BENCH_MAX_MINUTES=${config.maxMinutes})`);
+  if (config.cpuProf) log('bench: BENCH_CPU_PROF=1: profiles go to .bench/profiles; the figures below are NOT representative');
+
+  const results = [];
+  const micro = [];
+  const budgetMs = config.maxMinutes * 60_000;
+  for (let i = 0; i < nodes.length; i++) {
+    const node = nodes[i];
+    if (!microOnly) {
+      const remaining = startedAt + budgetMs - Date.now();
+      const deadline = Date.now() + remaining / (nodes.length - i) - 60_000;
+      results.push(await runNode(tools, node, deadline, startedAt + budgetMs - 60_000));
+    }
+    if (config.micro || microOnly) micro.push([node.version, runMicro(node)]);
+  }
+
+  const out = render(header, results, micro);
+  out.push(`(total ${elapsed()})`);
+
+  const text = out.join('\n');
+  console.log('\n' + text);
+  mkdirSync(RESULTS, { recursive: true });
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  writeFileSync(path.join(RESULTS, `bench-${stamp}.txt`), text + '\n');
+  writeFileSync(path.join(RESULTS, `bench-${stamp}.json`), JSON.stringify({ config, header, results, micro }, null, 1));
+  writeFileSync(path.join(RESULTS, 'latest.txt'), text + '\n');
+  log(`bench: results in ${path.relative(ROOT, RESULTS)}/bench-${stamp}.{txt,json}`);
+}
+
+const reportIndex = process.argv.indexOf('--report');
+const entry = reportIndex !== -1 ? async () => rerender(process.argv[reportIndex + 1]) : main;
+entry().catch((error) => {
+  console.error(error?.stack ?? error);
+  killAll();
+  process.exit(1);
+});
