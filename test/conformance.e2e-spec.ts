@@ -521,6 +521,19 @@ async function runRow(harness: HarnessServer, serviceUrl: string, row: Row): Pro
   row.check(results);
 }
 
+/** Boots the conformance service on a loopback port for the enclosing describe block; `url` is its POST /test. */
+function serveConformance(makeAdapter: (typeof platforms)[number][1]): { readonly url: string } {
+  let app: INestApplication | undefined;
+  const service = { url: '' };
+  beforeAll(async () => {
+    app = await bootApp(ConformanceModule, makeAdapter);
+    await app.listen(0, '127.0.0.1');
+    service.url = `${(await app.getUrl()).replace('[::1]', '127.0.0.1')}/test`;
+  });
+  afterAll(() => app?.close());
+  return service;
+}
+
 describe('W3C Trace Context conformance service (the official harness scenarios)', () => {
   const harness = new HarnessServer();
 
@@ -533,21 +546,13 @@ describe('W3C Trace Context conformance service (the official harness scenarios)
   });
 
   describe.each(platforms.filter(([name]) => name === 'express'))('on %s', (_name, makeAdapter) => {
-    let app: INestApplication;
-    let serviceUrl: string;
+    const service = serveConformance(makeAdapter);
 
-    beforeAll(async () => {
-      app = await bootApp(ConformanceModule, makeAdapter);
-      await app.listen(0, '127.0.0.1');
-      serviceUrl = `${(await app.getUrl()).replace('[::1]', '127.0.0.1')}/test`;
-    });
-    afterAll(() => app?.close());
-
-    it.each(rows.map((row) => [row.name, row] as const))('%s', (_rowName, row) => runRow(harness, serviceUrl, row));
+    it.each(rows.map((row) => [row.name, row] as const))('%s', (_rowName, row) => runRow(harness, service.url, row));
 
     it('rejects a body that is not a list of { url, arguments } without calling anyone', async () => {
       for (const body of ['"x"', '[{"arguments":[]}]', '[{"url":"file:///etc/passwd"}]']) {
-        const response = await post(serviceUrl, [], body);
+        const response = await post(service.url, [], body);
         expect({ body, status: response.status }).toEqual({ body, status: 400 });
       }
     });
@@ -556,7 +561,7 @@ describe('W3C Trace Context conformance service (the official harness scenarios)
       const scope = harness.open();
       try {
         const actions = [0, 1].map((i) => ({ url: harness.callbackUrl(scope, i), arguments: [{ url: 'http://127.0.0.1:1/x', arguments: [] }] }));
-        const response = await post(serviceUrl, [], JSON.stringify(actions));
+        const response = await post(service.url, [], JSON.stringify(actions));
         expect(response.status).toBe(200);
         expect(JSON.parse(response.body)).toEqual(actions.map(({ url }) => ({ url, status: 200 })));
         const callbacks = harness.close(scope);
@@ -568,16 +573,8 @@ describe('W3C Trace Context conformance service (the official harness scenarios)
   });
 
   describe.each(platforms.filter(([name]) => name === 'fastify'))('on %s (smoke)', (_name, makeAdapter) => {
-    let app: INestApplication;
-    let serviceUrl: string;
+    const service = serveConformance(makeAdapter);
 
-    beforeAll(async () => {
-      app = await bootApp(ConformanceModule, makeAdapter);
-      await app.listen(0, '127.0.0.1');
-      serviceUrl = `${(await app.getUrl()).replace('[::1]', '127.0.0.1')}/test`;
-    });
-    afterAll(() => app?.close());
-
-    it(FASTIFY_SMOKE, () => runRow(harness, serviceUrl, rows.find((r) => r.name === FASTIFY_SMOKE)!));
+    it(FASTIFY_SMOKE, () => runRow(harness, service.url, rows.find((r) => r.name === FASTIFY_SMOKE)!));
   });
 });
