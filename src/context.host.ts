@@ -102,9 +102,11 @@ export class ContextHost<T extends object = object> {
    */
   forMessage(type: ContextSource, data: unknown, transport: unknown): ContextRecord<T> {
     const anchor = type === 'rpc' && transport !== null && typeof transport === 'object' ? (transport as Anchor) : undefined;
+    // A record of another app (another ContextModule in this process) is never reused.
     let record = anchor?.[RECORD_KEY] as ContextRecord<T> | undefined;
-    if (record !== undefined) return record;
+    if (record !== undefined && record.config === this.options) return record;
     record = storage.getStore() as ContextRecord<T> | undefined;
+    if (record !== undefined && record.config !== this.options) record = undefined;
     if (record === undefined) {
       const carrier = this.extractors.get(type)?.(data, transport);
       record = carrier === undefined ? this.create({ source: type }) : this.fromCarrier(carrier, type);

@@ -1,5 +1,6 @@
 import {
   ClientGrpcProxy,
+  ClientKafka,
   ClientMqtt,
   ClientNats,
   ClientProxy,
@@ -14,7 +15,7 @@ import {
 } from '@nestjs/microservices';
 import { isObservable, Observable } from 'rxjs';
 import { ContextConfigError, describe } from '../../context.errors.js';
-import { storage } from '../../context.storage.js';
+import { storage, type ContextRecord } from '../../context.storage.js';
 import { isEnvelope, wrapEnvelope } from './envelope.js';
 import { loaded, loadOptionalDeps, type GrpcMetadataLike, type NatsHeadersLike } from './optional-deps.js';
 
@@ -104,9 +105,10 @@ function natsRecord(data: unknown, headers: Record<string, string>): NatsRecord 
   if (data instanceof NatsRecord) {
     const own = data.headers as NatsHeadersLike | undefined;
     if (make === undefined) {
-      if (own === undefined || typeof own.set !== 'function') return undefined;
-      for (const name in headers) if (!own.has(name)) own.set(name, headers[name] as string);
-      return data;
+      // Without the factory the headers cannot be copied, and the user's object (perhaps reused for
+      // several messages) must not be changed: the context goes in the envelope, the headers stay.
+      if (isEnvelope(data.data)) return data;
+      return new NatsRecord(wrapEnvelope(data.data, headers), data.headers as never);
     }
     // Copy the user's headers so a record reused for several messages is not changed.
     const merged = make();
@@ -230,27 +232,55 @@ type ServiceMethodFactory = (this: ClientGrpcProxy, client: unknown, methodName:
 const ORIGINAL = Symbol.for('nestjs-context:microservices-original');
 type Patched<F> = F & { [ORIGINAL]?: F };
 
+/** Runs `fn` inside `record`, or outside any context when `record` is `undefined`. */
+function enter<R>(record: ContextRecord | undefined, fn: () => R): R {
+  return record === undefined ? storage.exit(fn) : storage.run(record, fn);
+}
+
+/**
+ * Makes an Observable a client returned subscribe inside the context of the `send()`/`emit()` call
+ * (`record`, or no context when there was none) and re-enter it for every `next`, `error` and
+ * `complete`. The transport emits replies from its socket's callbacks, which carry whatever context
+ * was active when the socket was created; without this, `map`/`tap`/`subscribe` callbacks of one
+ * request would run in another request's context. Under packet metadata (NestJS 12) this also makes
+ * the packet, built only on subscription, carry the context of the `send()` call.
+ */
+function bindToCaller(source: Observable<unknown>, record: ContextRecord | undefined): Observable<unknown> {
+  return new Observable<unknown>((subscriber) =>
+    enter(record, () =>
+      source.subscribe({
+        next: (value) => enter(record, () => subscriber.next(value)),
+        error: (error: unknown) => enter(record, () => subscriber.error(error)),
+        complete: () => enter(record, () => subscriber.complete()),
+      }),
+    ),
+  );
+}
+
+/**
+ * `send`/`emit` carrying the context: the payload gets the context's headers (or, under packet
+ * metadata, `createPacket` adds them) and the returned Observable is bound to the caller's context
+ * (see {@link bindToCaller}).
+ */
 function wrapSend(original: SendLike): SendLike {
   const wrapped: Patched<SendLike> = function (this: ClientProxy, pattern, data) {
-    return original.call(this, pattern, withOutboundContext(this, data));
+    const record = storage.getStore();
+    const out = original.call(this, pattern, withOutboundContext(this, data));
+    return isObservable(out) ? bindToCaller(out, record) : out;
   };
   wrapped[ORIGINAL] = original;
   return wrapped;
 }
 
+type ConnectLike = (this: ClientProxy, ...args: unknown[]) => unknown;
+
 /**
- * `send` for packet metadata: Nest builds the packet only once the returned Observable is subscribed
- * and the client connected (`defer(connect).pipe(mergeMap(() => publish(createPacket())))`). So that
- * the packet carries the context of the `send()` call, as the envelope does, the subscription runs
- * in that context. (`emit` subscribes synchronously, inside `emit()`: nothing to do there.)
+ * `connect` outside any context: sockets and broker connections the client creates then never
+ * capture (nor retain) the request that happened to connect first.
  */
-function wrapRequest(original: SendLike): SendLike {
-  const wrapped: Patched<SendLike> = function (this: ClientProxy, pattern, data) {
-    const out = original.call(this, pattern, withOutboundContext(this, data));
-    const record = storage.getStore();
-    if (record === undefined || carriageOf(this) !== 'metadata' || !isObservable(out)) return out;
-    const source: Observable<unknown> = out;
-    return new Observable<unknown>((subscriber) => storage.run(record, () => source.subscribe(subscriber)));
+function wrapConnect(original: ConnectLike): ConnectLike {
+  const wrapped: Patched<ConnectLike> = function (this: ClientProxy, ...args) {
+    return storage.getStore() === undefined ? original.apply(this, args) : storage.exit(() => original.apply(this, args));
   };
   wrapped[ORIGINAL] = original;
   return wrapped;
@@ -276,6 +306,13 @@ function wrapServiceMethodFactory(original: ServiceMethodFactory): ServiceMethod
 
 type Target = Record<string, unknown>;
 
+/** Patches `connect` on one client class's prototype (where the class defines one). */
+function patchConnect(type: unknown): () => void {
+  const proto = typeof type === 'function' ? (type as { prototype?: Target }).prototype : undefined;
+  if (proto === undefined || !Object.prototype.hasOwnProperty.call(proto, 'connect')) return () => undefined;
+  return patch<ConnectLike>(proto, 'connect', wrapConnect);
+}
+
 function patch<F>(target: Target, key: string, wrap: (original: F) => F): () => void {
   const current = target[key] as Patched<F> | undefined;
   if (typeof current !== 'function' || current[ORIGINAL] !== undefined) return () => undefined;
@@ -290,6 +327,22 @@ function patch<F>(target: Target, key: string, wrap: (original: F) => F): () => 
 }
 
 /**
+ * Patches one client instance's own method, even when it inherits a patched one from the prototype
+ * (so the instance keeps carrying the context after a global install is removed): it then wraps the
+ * prototype patch's original, so the context is never added twice. Does nothing when the instance
+ * already has its own patched method.
+ */
+function patchInstance<F>(target: Target, key: string, wrap: (original: F) => F): void {
+  const current = target[key] as Patched<F> | undefined;
+  if (typeof current !== 'function') return;
+  if (Object.prototype.hasOwnProperty.call(target, key) && current[ORIGINAL] !== undefined) return;
+  target[key] = wrap(current[ORIGINAL] ?? current);
+}
+
+/** The client classes whose `connect` runs outside any context (those Nest has, by name). */
+const CONNECTING_CLIENTS: readonly unknown[] = [ClientTCP, ClientRedis, ClientNats, ClientRMQ, ClientMqtt, ClientKafka];
+
+/**
  * Patches `ClientProxy` (send/emit, and `createPacket` where Nest has it, so a user's own
  * `setOnDispatchHook` cannot replace the context's packet metadata) and `ClientGrpcProxy`
  * (service methods) globally. @internal
@@ -298,9 +351,10 @@ export function patchClients(): () => void {
   const proxy = ClientProxy.prototype as unknown as Target;
   const grpc = ClientGrpcProxy.prototype as unknown as Target;
   const undo = [
-    patch<SendLike>(proxy, 'send', wrapRequest),
+    patch<SendLike>(proxy, 'send', wrapSend),
     patch<SendLike>(proxy, 'emit', wrapSend),
     patch<CreatePacketLike>(proxy, 'createPacket', wrapCreatePacket),
+    ...CONNECTING_CLIENTS.map((type) => patchConnect(type)),
     patch<ServiceMethodFactory>(grpc, 'createUnaryServiceMethod', wrapServiceMethodFactory),
     patch<ServiceMethodFactory>(grpc, 'createStreamServiceMethod', wrapServiceMethodFactory),
   ];
@@ -332,13 +386,14 @@ export function propagateClientContext<C extends ClientProxy | ClientGrpcProxy>(
   void loadOptionalDeps();
   const target = client as unknown as Target;
   if (client instanceof ClientGrpcProxy) {
-    patch<ServiceMethodFactory>(target, 'createUnaryServiceMethod', wrapServiceMethodFactory);
-    patch<ServiceMethodFactory>(target, 'createStreamServiceMethod', wrapServiceMethodFactory);
+    patchInstance<ServiceMethodFactory>(target, 'createUnaryServiceMethod', wrapServiceMethodFactory);
+    patchInstance<ServiceMethodFactory>(target, 'createStreamServiceMethod', wrapServiceMethodFactory);
   } else {
     if (forceEnvelope) Object.defineProperty(target, FORCE_ENVELOPE, { value: true, configurable: true });
-    patch<SendLike>(target, 'send', wrapRequest);
-    patch<SendLike>(target, 'emit', wrapSend);
-    patch<CreatePacketLike>(target, 'createPacket', wrapCreatePacket);
+    patchInstance<SendLike>(target, 'send', wrapSend);
+    patchInstance<SendLike>(target, 'emit', wrapSend);
+    patchInstance<CreatePacketLike>(target, 'createPacket', wrapCreatePacket);
+    patchInstance<ConnectLike>(target, 'connect', wrapConnect);
   }
   return client;
 }

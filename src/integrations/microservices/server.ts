@@ -23,15 +23,33 @@ function bindResult(result: unknown, record: ContextRecord): unknown {
 }
 
 /**
+ * Whether a handler argument is Nest's `RequestContextHost` (`{ pattern, data, context }` with its
+ * getters), which Nest passes first to the next event handlers of a chain whose first handler is
+ * request-scoped. Detected by shape: the class is not exported by `@nestjs/microservices`.
+ */
+function isRequestContextHost(value: unknown): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  const host = value as Record<string, unknown>;
+  return (
+    'pattern' in host &&
+    'data' in host &&
+    'context' in host &&
+    typeof host.getPattern === 'function' &&
+    typeof host.getData === 'function' &&
+    typeof host.getContext === 'function'
+  );
+}
+
+/**
  * Opens the message's context around the handler, so guards see it too and it exists even where
  * Nest's global interceptor is not applied (hybrid apps without `inheritAppConfig`). Starts from
  * no context at all, so a context that leaked into the transport's callbacks is never reused.
  */
-function runInMessageContext(self: unknown, callback: Handler, args: unknown[]): unknown {
+function runInMessageContext(self: unknown, callback: Handler, args: unknown[], at: number): unknown {
   const host = soleHost();
   let record: ContextRecord | undefined;
   try {
-    record = host?.forMessage('rpc', args[0], args[1]);
+    record = host?.forMessage('rpc', args[at], args[at + 1]);
   } catch {
     // E.g. a user-supplied id generator threw: leave it to the interceptor, which reports it.
     record = undefined;
@@ -53,17 +71,19 @@ function runInMessageContext(self: unknown, callback: Handler, args: unknown[]):
 function wrapHandler(callback: Handler): Handler {
   if ((callback as { [WRAPPED]?: true })[WRAPPED]) return callback;
   const wrapped = function (this: unknown, ...args: unknown[]): unknown {
-    const data = args[0];
+    // The next handlers of a chain whose first one is request-scoped get (RequestContextHost, data, ctx).
+    const at = isRequestContextHost(args[0]) ? 1 : 0;
+    const data = args[at];
     if (isEnvelope(data)) {
-      const transport = args[1];
+      const transport = args[at + 1];
       if (transport !== null && typeof transport === 'object') {
         (transport as { [ENVELOPE_CARRIER]?: unknown })[ENVELOPE_CARRIER] = data[CONTEXT_ENVELOPE_KEY] ?? null;
       }
-      args[0] = data.data;
+      args[at] = data.data;
     }
     return storage.getStore() === undefined
-      ? runInMessageContext(this, callback, args)
-      : storage.exit(() => runInMessageContext(this, callback, args));
+      ? runInMessageContext(this, callback, args, at)
+      : storage.exit(() => runInMessageContext(this, callback, args, at));
   } as Handler;
   // Nest chains several event handlers of one pattern through `next` on the registered function.
   Object.defineProperty(wrapped, 'next', {
