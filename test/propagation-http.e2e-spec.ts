@@ -5,7 +5,8 @@ import axios from 'axios';
 import { firstValueFrom } from 'rxjs';
 import { ContextModule, ContextService, getOutboundHeaders, type ContextInit } from '../src/index.js';
 import { propagateContext } from '../src/integrations/axios/index.js';
-import { installFetchPropagation } from '../src/integrations/fetch/index.js';
+import { storage, type ContextRecord } from '../src/context.storage.js';
+import { installFetchPropagation, withContext } from '../src/integrations/fetch/index.js';
 import { ContextHttpModule } from '../src/integrations/nestjs-axios/index.js';
 import { bootApp, platforms } from './utils/platforms.js';
 
@@ -209,5 +210,77 @@ describe.each(platforms)('two services: A calls B over HTTP, the context travels
       }),
     );
     expect(runs.filter((ok) => !ok)).toEqual([]);
+  });
+});
+
+describe('fetch: installFetchPropagation and withContext', () => {
+  const record = { outboundHeaders: () => ({ 'x-request-id': 'fetch-1' }) } as unknown as ContextRecord;
+  let saved: typeof fetch;
+  let sent: Array<string | null>;
+  let base: typeof fetch;
+
+  beforeEach(() => {
+    saved = globalThis.fetch;
+    sent = [];
+    base = ((_input: unknown, init?: RequestInit) => {
+      sent.push(new globalThis.Headers(init?.headers).get('x-request-id'));
+      return Promise.resolve(new Response('ok'));
+    }) as typeof fetch;
+    globalThis.fetch = base;
+  });
+  afterEach(() => {
+    globalThis.fetch = saved;
+  });
+
+  const call = () => storage.run(record, () => globalThis.fetch('http://127.0.0.1:1/'));
+
+  it('is reference-counted: the first app to uninstall leaves the second app propagating', async () => {
+    const undoA = installFetchPropagation();
+    const undoB = installFetchPropagation();
+    const installed = globalThis.fetch;
+    expect(installed).not.toBe(base);
+    undoA();
+    undoA(); // a second call of the same undo does not count twice
+    expect(globalThis.fetch).toBe(installed);
+    await call();
+    expect(sent).toEqual(['fetch-1']);
+    undoB();
+    expect(globalThis.fetch).toBe(base);
+    await call();
+    expect(sent).toEqual(['fetch-1', null]);
+  });
+
+  it('keeps a wrapper installed over ours (instrumentation) on a later install and on uninstall', async () => {
+    const undoA = installFetchPropagation();
+    const ours = globalThis.fetch;
+    let instrumentedCalls = 0;
+    const instrumented = ((...args: Parameters<typeof fetch>) => {
+      instrumentedCalls++;
+      return ours(...args);
+    }) as typeof fetch;
+    globalThis.fetch = instrumented;
+    const undoB = installFetchPropagation();
+    expect(globalThis.fetch).toBe(instrumented);
+    await call();
+    expect(sent).toEqual(['fetch-1']);
+    expect(instrumentedCalls).toBe(1);
+    undoA();
+    undoB();
+    expect(globalThis.fetch).toBe(instrumented);
+    // After the last uninstall the next install starts over, wrapping the current fetch.
+    const undoC = installFetchPropagation();
+    expect(globalThis.fetch).not.toBe(instrumented);
+    undoC();
+    expect(globalThis.fetch).toBe(instrumented);
+  });
+
+  it('withContext rejects (never throws synchronously) on invalid headers, like the native fetch', async () => {
+    const wrapped = withContext(base);
+    let result: Promise<Response> | undefined;
+    expect(() => {
+      result = storage.run(record, () => wrapped('http://127.0.0.1:1/', { headers: { 'bad header': 'x' } }));
+    }).not.toThrow();
+    await expect(result).rejects.toThrow(/invalid header name/);
+    expect(sent).toEqual([]);
   });
 });

@@ -402,3 +402,64 @@ describe('BullMQ: trustJobMetadata: false, propagate: false', () => {
     }
   });
 });
+
+const SHARED_QUEUE = uniqueQueueName('shared');
+const sharedSeen = new Log<{ key: string; id: string | undefined; by: SharedProcessor }>();
+
+/** One processor class used by two apps in the same process. */
+@Processor(SHARED_QUEUE, { concurrency: 10 })
+class SharedProcessor extends WorkerHost {
+  constructor(private readonly context: ContextService<MyContext>) {
+    super();
+  }
+  async process(job: Job<{ key: string }>): Promise<void> {
+    sharedSeen.push({ key: job.data.key, id: this.context.correlationId, by: this });
+  }
+}
+
+describe('BullMQ: two apps sharing a processor class', () => {
+  it("each app's processor keeps its app's options while the other lives, and after it closes", async () => {
+    await requireRedis();
+    const build = async (trustJobMetadata: boolean) => {
+      const moduleRef = await Test.createTestingModule({
+        imports: [
+          ContextModule.forRoot(MyContext),
+          BullModule.forRoot({ connection: REDIS }),
+          BullModule.registerQueue({ name: SHARED_QUEUE }),
+          ContextBullModule.forRoot({ trustJobMetadata }),
+        ],
+        providers: [SharedProcessor],
+      }).compile();
+      return moduleRef.init();
+    };
+    const a = await build(false); // ignores job metadata: every job gets a fresh context
+    const b = await build(true);
+    const procA = a.get(SharedProcessor);
+    const procB = b.get(SharedProcessor);
+    const queue = new Queue(SHARED_QUEUE, { connection: REDIS });
+    const add = (key: string) => queue.add('x', { key }, { [JOB_CONTEXT_OPTION]: { 'x-request-id': `meta-${key}` } } as never);
+    let bOpen = true;
+    try {
+      expect(procA).not.toBe(procB);
+      // Both workers consume the queue: whichever runs a job, it must use its own app's options.
+      const keys = Array.from({ length: 20 }, (_, i) => `both-${i}`);
+      await Promise.all(keys.map(add));
+      for (const key of keys) {
+        const [seen] = await sharedSeen.wait(key);
+        if (seen!.by === procB) expect({ key, id: seen!.id }).toEqual({ key, id: `meta-${key}` });
+        else expect({ key, id: seen!.id }).toEqual({ key, id: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+      }
+      await b.close();
+      bOpen = false;
+      await add('after-b');
+      const [after] = await sharedSeen.wait('after-b');
+      expect(after!.by).toBe(procA);
+      expect(after!.id).toMatch(/^[0-9a-f-]{36}$/);
+    } finally {
+      await queue.obliterate({ force: true }).catch(() => undefined);
+      await queue.close();
+      if (bOpen) await b.close();
+      await a.close();
+    }
+  });
+});

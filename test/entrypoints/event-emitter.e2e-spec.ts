@@ -206,3 +206,90 @@ describe('@nestjs/event-emitter: mode "fresh" for the whole app', () => {
     expect(() => ListenerContext('x' as never)).toThrow(/mode must be 'inherit' or 'fresh'/);
   });
 });
+
+const valueHeard = new Log<{ key: string; id: string | undefined }>();
+let valueService: ContextService<MyContext> | undefined;
+
+/** Not `@Injectable()`: registered as `useValue` / `useFactory`, so Nest only knows its instances. */
+class ValueListener {
+  constructor(private readonly name: string) {}
+
+  @OnEvent('value.ping')
+  onPing(key: string): void {
+    valueHeard.push({ key: `${this.name}:${key}`, id: valueService?.correlationId });
+  }
+}
+
+class FactoryListener extends ValueListener {}
+
+describe('@nestjs/event-emitter: useValue and useFactory listeners', () => {
+  it('are wrapped like class providers: fresh context outside any context, the emitter context inside one', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [ContextModule.forRoot(MyContext), EventEmitterModule.forRoot(), ContextEventEmitterModule.forRoot()],
+      providers: [
+        { provide: 'VALUE_LISTENER', useValue: new ValueListener('value') },
+        { provide: 'FACTORY_LISTENER', useFactory: () => new FactoryListener('factory') },
+      ],
+    }).compile();
+    const app = await moduleRef.init();
+    try {
+      valueService = app.get<ContextService<MyContext>>(ContextService);
+      const events = app.get(EventEmitter2);
+      events.emit('value.ping', 'outside');
+      for (const name of ['value', 'factory']) {
+        const [h] = await valueHeard.wait(`${name}:outside`);
+        expect({ name, id: h!.id }).toEqual({ name, id: expect.stringMatching(/^[0-9a-f-]{36}$/) });
+      }
+      valueService.run(() => events.emit('value.ping', 'inside'), { correlationId: 'value-emitter' });
+      for (const name of ['value', 'factory']) {
+        const [h] = await valueHeard.wait(`${name}:inside`);
+        expect({ name, id: h!.id }).toEqual({ name, id: 'value-emitter' });
+      }
+    } finally {
+      valueService = undefined;
+      await app.close();
+    }
+  });
+});
+
+const sharedHeard = new Log<{ key: string; id: string | undefined }>();
+
+@Injectable()
+class SharedListener {
+  constructor(private readonly context: ContextService<MyContext>) {}
+
+  @OnEvent('shared.ping')
+  onPing(key: string): void {
+    sharedHeard.push({ key, id: this.context.correlationId });
+  }
+}
+
+describe('@nestjs/event-emitter: two apps sharing a listener class', () => {
+  it("each app's listener keeps its own mode, also after the other app closes", async () => {
+    const build = async (mode: 'inherit' | 'fresh') => {
+      const moduleRef = await Test.createTestingModule({
+        imports: [ContextModule.forRoot(MyContext), EventEmitterModule.forRoot(), ContextEventEmitterModule.forRoot({ mode })],
+        providers: [SharedListener],
+      }).compile();
+      return moduleRef.init();
+    };
+    const a = await build('fresh');
+    const b = await build('inherit');
+    let bOpen = true;
+    try {
+      const emitIn = (app: typeof a, key: string) =>
+        app.get<ContextService<MyContext>>(ContextService).run(() => app.get(EventEmitter2).emit('shared.ping', key), { correlationId: `emitter-${key}` });
+      emitIn(a, 'a1');
+      emitIn(b, 'b1');
+      expect((await sharedHeard.wait('a1'))[0]!.id).toMatch(/^[0-9a-f-]{36}$/);
+      expect((await sharedHeard.wait('b1'))[0]!.id).toBe('emitter-b1');
+      await b.close();
+      bOpen = false;
+      emitIn(a, 'a2');
+      expect((await sharedHeard.wait('a2'))[0]!.id).toMatch(/^[0-9a-f-]{36}$/);
+    } finally {
+      if (bOpen) await b.close();
+      await a.close();
+    }
+  });
+});

@@ -108,3 +108,30 @@ describe('@nestjs/schedule: a fresh context per run', () => {
     expect(app.get(ContextService).active).toBe(false);
   });
 });
+
+const valueRuns = new Log<{ key: string; id: string | undefined }>();
+
+/** Not `@Injectable()`: registered with `useValue`, so Nest only knows its instance. */
+class ValueJobs {
+  @Timeout(10)
+  once(): void {
+    valueRuns.push({ key: 'value-timeout', id: currentContext.correlationId as string | undefined });
+  }
+}
+
+describe('@nestjs/schedule: a useValue provider', () => {
+  it('its scheduled methods run in a fresh context too', async () => {
+    @Module({
+      imports: [ContextModule.forRoot(MyContext), ScheduleModule.forRoot(), ContextScheduleModule.forRoot()],
+      providers: [{ provide: 'VALUE_JOBS', useValue: new ValueJobs() }],
+    })
+    class ValueModule {}
+    const app = await NestFactory.createApplicationContext(ValueModule, { logger: false });
+    try {
+      const [r] = await valueRuns.wait('value-timeout');
+      expect(r!.id).toMatch(/^[0-9a-f-]{36}$/);
+    } finally {
+      await app.close();
+    }
+  });
+});

@@ -12,6 +12,7 @@ import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { Queue, type Job, type JobsOptions } from 'bullmq';
 import { ContextHost } from '../../context.host.js';
 import { ContextRecord, storage, type Carrier } from '../../context.storage.js';
+import { AppBindings, classOf } from '../../method.explorer.js';
 import { readCorrelationId } from '../../propagation/correlation-id.js';
 import { defaultHost, hostOrThrow, requireHost, runIn, wrapMethod } from '../../with-context.decorator.js';
 
@@ -55,8 +56,11 @@ interface Binding {
   trust: boolean;
 }
 
-/** Processor classes → the app (host and options) that patched them; the last app wins. */
-const bindings = new WeakMap<object, Binding>();
+/**
+ * Processor classes and this app's instances of them → the app (host and options) they belong to;
+ * the latest live app is current, and closing it restores the earlier one.
+ */
+const bindings = new AppBindings<Binding>();
 
 function isJob(value: unknown): value is JobLike {
   return typeof value === 'object' && value !== null && 'data' in value && 'opts' in value && 'id' in value;
@@ -176,7 +180,7 @@ export function contextProcessor<J extends Job, R, A extends unknown[]>(
 
 function bindingOf(instance: unknown): Binding | undefined {
   if (typeof instance !== 'object' || instance === null) return undefined;
-  const found = bindings.get((instance as { constructor: object }).constructor);
+  const found = bindings.of(instance);
   if (found !== undefined) return found;
   const host = defaultHost();
   return host === undefined ? undefined : { host, trust: true };
@@ -215,6 +219,7 @@ interface WorkerLike {
 class ContextBullExplorer implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
   private readonly binding: Binding;
   private readonly classes = new Set<object>();
+  private readonly instances = new Set<object>();
 
   constructor(
     private readonly discovery: DiscoveryService,
@@ -227,6 +232,7 @@ class ContextBullExplorer implements OnModuleInit, OnApplicationBootstrap, OnMod
     for (const wrapper of this.discovery.getProviders()) {
       const metatype = wrapper.metatype as unknown;
       if (typeof metatype === 'function' && !wrapper.inject) this.patchClass(metatype);
+      else if (metatype === null || metatype === undefined) this.patchClass(classOf(wrapper.instance)); // useValue
     }
   }
 
@@ -236,7 +242,7 @@ class ContextBullExplorer implements OnModuleInit, OnApplicationBootstrap, OnMod
     if (reflect.getMetadata?.(PROCESSOR_METADATA, type) === undefined) return;
     const proto = (type as { prototype: Record<string, unknown> }).prototype;
     this.classes.add(type);
-    bindings.set(type, this.binding);
+    bindings.bind(type, this.binding);
     wrapMethod(proto, 'process', TAG, wrapProcess);
     for (let p: object | null = proto; p !== null && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
       for (const key of Object.getOwnPropertyNames(p)) {
@@ -248,14 +254,24 @@ class ContextBullExplorer implements OnModuleInit, OnApplicationBootstrap, OnMod
     }
   }
 
-  /** Wraps processors given as `useValue`/`useFactory` providers, and the registered queues. */
+  /**
+   * Wraps processors given as `useValue`/`useFactory` providers and the registered queues, and binds
+   * this app's processor instances to this app (they keep it while another app shares the class).
+   */
   onModuleInit(): void {
     for (const wrapper of this.discovery.getProviders()) {
       if (!wrapper.isDependencyTreeStatic()) continue;
       const instance = wrapper.instance as unknown;
       if (instance === null || typeof instance !== 'object') continue;
-      if (this.options?.propagate !== false && instance instanceof Queue) propagateQueueContext(instance);
-      else this.patchClass((instance as { constructor: unknown }).constructor);
+      if (this.options?.propagate !== false && instance instanceof Queue) {
+        propagateQueueContext(instance);
+        continue;
+      }
+      const type = classOf(instance);
+      this.patchClass(type);
+      if (type === undefined || !this.classes.has(type) || this.instances.has(instance)) continue;
+      this.instances.add(instance);
+      bindings.bind(instance, this.binding);
     }
     this.wrapWorkers();
   }
@@ -284,9 +300,11 @@ class ContextBullExplorer implements OnModuleInit, OnApplicationBootstrap, OnMod
     }
   }
 
-  /** Lets a later app bind the processor classes again. */
+  /** Unbinds this app's processor classes and instances: an earlier app still alive becomes current again. */
   onModuleDestroy(): void {
-    for (const type of this.classes) if (bindings.get(type) === this.binding) bindings.delete(type);
+    for (const key of [...this.classes, ...this.instances]) bindings.unbind(key, this.binding);
+    this.classes.clear();
+    this.instances.clear();
   }
 }
 

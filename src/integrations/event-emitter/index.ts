@@ -9,7 +9,7 @@ import {
 import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { ContextHost } from '../../context.host.js';
 import { storage } from '../../context.storage.js';
-import { bindingOf, MethodExplorer } from '../../method.explorer.js';
+import { AppBindings, MethodExplorer } from '../../method.explorer.js';
 import { defaultHost, hostOrThrow, type AnyMethod } from '../../with-context.decorator.js';
 
 /**
@@ -45,8 +45,8 @@ interface Binding {
   mode: ListenerContextMode;
 }
 
-/** Listener classes → the app that wrapped them; the last app wins. */
-const bindings = new WeakMap<object, Binding>();
+/** Listener classes (and their instances) → the app they belong to; the latest live app is current. */
+const bindings = new AppBindings<Binding>();
 
 /**
  * Chooses the context mode of one `@OnEvent()` listener, overriding the module's `mode`.
@@ -95,7 +95,7 @@ class ContextEventExplorer extends MethodExplorer<Binding> {
   protected wrap(original: AnyMethod): AnyMethod {
     const own = metadata(MODE_METADATA, original) as ListenerContextMode | undefined;
     return function (this: unknown, ...args: unknown[]) {
-      const binding = bindingOf(bindings, this);
+      const binding = bindings.of(this);
       const host = binding?.host ?? defaultHost();
       if (host === undefined) return original.apply(this, args);
       // EventEmitter2 runs `{ async: true }` / `nextTick` / `promisify` listeners from setImmediate,

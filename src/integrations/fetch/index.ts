@@ -1,7 +1,17 @@
 import { getOutboundHeaders, type OutboundOptions } from '../../current-context.js';
 
 type Fetch = typeof globalThis.fetch;
-const INSTALLED = Symbol.for('nestjs-context:fetch-original');
+const INSTALLED = Symbol.for('nestjs-context:fetch-install');
+
+/** The process-wide installation of {@link installFetchPropagation}, shared by every copy of this package. */
+interface Installation {
+  /** Our wrapper, put on `globalThis.fetch`. */
+  wrapper: Fetch;
+  /** What `globalThis.fetch` was before: put back on the last uninstall if ours is still there. */
+  wrapped: Fetch;
+  /** Live installs (one per app that installed). */
+  count: number;
+}
 
 /**
  * Wraps a `fetch` function so every call carries the current context's headers (`traceparent`,
@@ -13,32 +23,51 @@ const INSTALLED = Symbol.for('nestjs-context:fetch-original');
  */
 export function withContext(fetchImpl: Fetch, options?: OutboundOptions): Fetch {
   return function contextFetch(input, init) {
-    const outbound = getOutboundHeaders(options);
-    const names = Object.keys(outbound);
-    if (names.length === 0) return fetchImpl(input, init);
-    const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
-    for (const name of names) if (!headers.has(name)) headers.set(name, outbound[name] as string);
-    return fetchImpl(input, { ...init, headers });
+    try {
+      const outbound = getOutboundHeaders(options);
+      const names = Object.keys(outbound);
+      if (names.length === 0) return fetchImpl(input, init);
+      const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
+      for (const name of names) if (!headers.has(name)) headers.set(name, outbound[name] as string);
+      return fetchImpl(input, { ...init, headers });
+    } catch (error) {
+      // Like the native fetch: invalid arguments (e.g. a malformed header) reject, never throw.
+      return Promise.reject(error as Error);
+    }
   };
 }
 
 /**
  * Replaces the global `fetch` (undici) with one that carries the current context, so every
- * `fetch()` in the process propagates with zero per-call code. Idempotent. Returns a function that
- * puts the original back.
+ * `fetch()` in the process propagates with zero per-call code. Reference-counted: while an install
+ * is live, later installs only count (the first install's `options` apply), so wrappers another
+ * library put over ours (instrumentation) are kept. Returns a function that undoes this install;
+ * the last one puts the previous `fetch` back, unless something else has replaced ours meanwhile,
+ * in which case `globalThis.fetch` is left as it is.
+ *
+ * @throws Error when the runtime has no global `fetch`.
  */
 export function installFetchPropagation(options?: OutboundOptions): () => void {
-  const holder = globalThis as typeof globalThis & { [INSTALLED]?: Fetch };
-  const original = holder[INSTALLED] ?? globalThis.fetch;
-  if (typeof original !== 'function') {
-    throw new Error('nestjs-context/fetch: this runtime has no global fetch to wrap. Use Node.js 20 or later, or wrap your client with withContext().');
-  }
-  holder[INSTALLED] = original;
-  globalThis.fetch = withContext(original, options);
-  return () => {
-    if (holder[INSTALLED] === original) {
-      globalThis.fetch = original;
-      delete holder[INSTALLED];
+  const holder = globalThis as typeof globalThis & { [INSTALLED]?: Installation };
+  let installation = holder[INSTALLED];
+  if (installation === undefined) {
+    const current = globalThis.fetch;
+    if (typeof current !== 'function') {
+      throw new Error('nestjs-context/fetch: this runtime has no global fetch to wrap. Use Node.js 20 or later, or wrap your client with withContext().');
     }
+    installation = { wrapper: withContext(current, options), wrapped: current, count: 0 };
+    holder[INSTALLED] = installation;
+    globalThis.fetch = installation.wrapper;
+  }
+  const own = installation;
+  own.count++;
+  let undone = false;
+  return () => {
+    if (undone) return;
+    undone = true;
+    own.count--;
+    if (own.count > 0 || holder[INSTALLED] !== own) return;
+    delete holder[INSTALLED];
+    if (globalThis.fetch === own.wrapper) globalThis.fetch = own.wrapped;
   };
 }

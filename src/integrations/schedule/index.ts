@@ -2,7 +2,7 @@ import { Inject, Injectable, Module, Optional, type DynamicModule } from '@nestj
 import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { ContextHost } from '../../context.host.js';
 import { storage } from '../../context.storage.js';
-import { bindingOf, MethodExplorer } from '../../method.explorer.js';
+import { AppBindings, MethodExplorer } from '../../method.explorer.js';
 import { defaultHost, hostOrThrow, type AnyMethod } from '../../with-context.decorator.js';
 
 /** The `ContextInit.source` of contexts opened for scheduled runs. */
@@ -12,8 +12,8 @@ export const SCHEDULE_CONTEXT_SOURCE = 'schedule';
 const SCHEDULER_TYPE = 'SCHEDULER_TYPE';
 const TAG = Symbol.for('nestjs-context:schedule');
 
-/** Classes with scheduled methods → the host of the app that wrapped them; the last app wins. */
-const bindings = new WeakMap<object, ContextHost>();
+/** Classes with scheduled methods (and their instances) → the host of their app; the latest live app is current. */
+const bindings = new AppBindings<ContextHost>();
 
 function hasScheduleMetadata(fn: unknown): boolean {
   const reflect = Reflect as unknown as { getMetadata?(key: string, target: object): unknown };
@@ -38,7 +38,7 @@ class ContextScheduleExplorer extends MethodExplorer<ContextHost> {
 
   protected wrap(original: AnyMethod): AnyMethod {
     return function (this: unknown, ...args: unknown[]) {
-      const host = bindingOf(bindings, this) ?? defaultHost();
+      const host = bindings.of(this) ?? defaultHost();
       if (host === undefined) return original.apply(this, args);
       return storage.run(host.create({ source: SCHEDULE_CONTEXT_SOURCE }), () => original.apply(this, args));
     };
