@@ -6,7 +6,7 @@ import { AppModule } from '../sample/app.module.js';
 import { startChain, type Chain } from '../sample/chain.js';
 import { ReceiptLog } from '../sample/orders/receipts.js';
 import { captureStdio } from './logging/helpers.js';
-import { freePort, requireBroker } from './transports/brokers.js';
+import { freePort, requireBroker } from './utils/brokers.js';
 import { bootApp, platforms } from './utils/platforms.js';
 
 describe.each(platforms)('the sample app (%s)', (_name, makeAdapter) => {

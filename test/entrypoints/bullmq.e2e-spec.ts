@@ -16,7 +16,10 @@ import {
 } from 'nestjs-context/bullmq';
 import { MyContext } from '../fixtures/app-context.js';
 import { Log } from './log.js';
-import { REDIS, requireRedis, uniqueQueueName } from './redis.js';
+import { brokers, requireBroker, uniqueName } from '../utils/brokers.js';
+
+/** Where the BullMQ suites expect Redis. */
+const REDIS = { host: brokers.redis.host, port: brokers.redis.port };
 
 interface JobData {
   key: string;
@@ -41,7 +44,7 @@ interface Seen {
   userId: string | undefined;
 }
 
-const QUEUE = uniqueQueueName('jobs');
+const QUEUE = uniqueName('jobs');
 const processed = new Log<Seen>();
 const failed = new Log<{ key: string; id: string | undefined; serviceId: string | undefined }>();
 const completed = new Log<{ key: string; id: string | undefined; serviceId: string | undefined }>();
@@ -88,7 +91,7 @@ class JobsProcessor extends WorkerHost {
   }
 }
 
-const SCOPED_QUEUE = uniqueQueueName('scoped');
+const SCOPED_QUEUE = uniqueName('scoped');
 const scoped = new Log<{ key: string; injected: string; service: string | undefined; same: boolean }>();
 
 /** Injecting MyContext makes the processor request-scoped: Nest builds it per job. */
@@ -149,7 +152,7 @@ describe('BullMQ: jobs carry the context', () => {
   let plain: Queue;
 
   beforeAll(async () => {
-    await requireRedis();
+    await requireBroker('redis');
     const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
     app = moduleRef.createNestApplication(new ExpressAdapter(), { logger: false });
     await app.init();
@@ -165,8 +168,8 @@ describe('BullMQ: jobs carry the context', () => {
   });
 
   it('a missing Redis fails the suite with a message naming it and its start command (never a silent skip)', async () => {
-    await expect(requireRedis({ host: '127.0.0.1', port: 1 })).rejects.toThrow(
-      /need a real Redis at 127\.0\.0\.1:1.*Start it with: redis-server --daemonize yes --bind 127\.0\.0\.1 -::1 --port 6379/,
+    await expect(requireBroker({ ...brokers.redis, port: 1 })).rejects.toThrow(
+      /Redis is not reachable on 127\.0\.0\.1:1 .*start it with: redis-server --daemonize yes --bind 127\.0\.0\.1 -::1 --port 6379/,
     );
   });
 
@@ -330,7 +333,7 @@ describe('BullMQ: jobs carry the context', () => {
   });
 
   it('contextProcessor() and propagateQueueContext() connect a plain Worker and Queue created outside Nest', async () => {
-    const name = uniqueQueueName('plain-worker');
+    const name = uniqueName('plain-worker');
     const queue = propagateQueueContext(new Queue(name, { connection: REDIS }));
     const seen = new Log<{ key: string; id: string | undefined; traceId: string | undefined }>();
     const service = app.get<ContextService<MyContext>>(ContextService);
@@ -360,7 +363,7 @@ describe('BullMQ: jobs carry the context', () => {
   });
 });
 
-const UNTRUSTED_QUEUE = uniqueQueueName('untrusted');
+const UNTRUSTED_QUEUE = uniqueName('untrusted');
 const untrustedSeen = new Log<{ key: string; id: string | undefined }>();
 
 @Processor(UNTRUSTED_QUEUE)
@@ -375,7 +378,7 @@ class UntrustingProcessor extends WorkerHost {
 
 describe('BullMQ: trustJobMetadata: false, propagate: false', () => {
   it('adds no metadata and ignores the metadata a job carries', async () => {
-    await requireRedis();
+    await requireBroker('redis');
     const moduleRef = await Test.createTestingModule({
       imports: [
         ContextModule.forRoot(MyContext),
@@ -403,7 +406,7 @@ describe('BullMQ: trustJobMetadata: false, propagate: false', () => {
   });
 });
 
-const SHARED_QUEUE = uniqueQueueName('shared');
+const SHARED_QUEUE = uniqueName('shared');
 const sharedSeen = new Log<{ key: string; id: string | undefined; by: SharedProcessor }>();
 
 /** One processor class used by two apps in the same process. */
@@ -419,7 +422,7 @@ class SharedProcessor extends WorkerHost {
 
 describe('BullMQ: two apps sharing a processor class', () => {
   it("each app's processor keeps its app's options while the other lives, and after it closes", async () => {
-    await requireRedis();
+    await requireBroker('redis');
     const build = async (trustJobMetadata: boolean) => {
       const moduleRef = await Test.createTestingModule({
         imports: [

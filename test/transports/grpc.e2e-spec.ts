@@ -11,7 +11,7 @@ import { firstValueFrom, type Observable } from 'rxjs';
 import { ContextModule, ContextParam, ContextService, getCurrentContext } from '../../src/index.js';
 import { ContextMicroservicesModule } from '../../src/integrations/microservices/index.js';
 import { bootApp } from '../utils/platforms.js';
-import { freePort } from './brokers.js';
+import { freePort } from '../utils/brokers.js';
 import {
   carriage,
   downstream,

@@ -1,5 +1,5 @@
 import { Transport } from '@nestjs/microservices';
-import { brokers, freePort } from './brokers.js';
+import { brokers, freePort } from '../utils/brokers.js';
 import { defaultRoute, malformedMetadataPacket, plainPacket } from './fixtures/harness.js';
 import { describeTransport } from './fixtures/suite.js';
 

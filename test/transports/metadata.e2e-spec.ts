@@ -11,7 +11,7 @@ import {
   installMicroservicesPropagation,
   propagateClientContext,
 } from '../../src/integrations/microservices/index.js';
-import { freePort, requireBroker } from './brokers.js';
+import { freePort, requireBroker } from '../utils/brokers.js';
 import { hasPacketMetadata, TransportContext } from './fixtures/harness.js';
 
 /** An outgoing packet as NestJS 12's `createPacket` builds it. */

@@ -1,6 +1,6 @@
 import { Transport } from '@nestjs/microservices';
 import mqtt from 'mqtt';
-import { brokers } from './brokers.js';
+import { brokers } from '../utils/brokers.js';
 import { malformedEnvelopePacket, malformedHeaders, plainPacket } from './fixtures/harness.js';
 import { describeTransport } from './fixtures/suite.js';
 

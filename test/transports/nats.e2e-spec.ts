@@ -1,6 +1,6 @@
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { Transport } from '@nestjs/microservices';
-import { brokers } from './brokers.js';
+import { brokers } from '../utils/brokers.js';
 import { malformedHeaders, plainPacket } from './fixtures/harness.js';
 import { describeTransport } from './fixtures/suite.js';
 

@@ -18,7 +18,7 @@ import { Redis } from 'ioredis';
 import { firstValueFrom } from 'rxjs';
 import { ContextModule, ContextService } from '../../src/index.js';
 import { ContextMicroservicesModule, propagateClientContext } from '../../src/integrations/microservices/index.js';
-import { brokers, freePort, requireBroker, uniqueName } from './brokers.js';
+import { brokers, freePort, requireBroker, uniqueName } from '../utils/brokers.js';
 import {
   carriage,
   defaultRoute,

@@ -6,7 +6,7 @@ import { Test } from '@nestjs/testing';
 import { firstValueFrom } from 'rxjs';
 import { ContextModule, ContextService } from '../../src/index.js';
 import { ContextMicroservicesModule, propagateClientContext } from '../../src/integrations/microservices/index.js';
-import { freePort } from './brokers.js';
+import { freePort } from '../utils/brokers.js';
 import { TransportContext } from './fixtures/harness.js';
 
 @Controller()

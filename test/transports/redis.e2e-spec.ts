@@ -1,6 +1,6 @@
 import { Transport } from '@nestjs/microservices';
 import { Redis } from 'ioredis';
-import { brokers } from './brokers.js';
+import { brokers } from '../utils/brokers.js';
 import { defaultRoute, malformedMetadataPacket, plainPacket } from './fixtures/harness.js';
 import { describeTransport } from './fixtures/suite.js';
 

@@ -21,7 +21,7 @@ import {
 import { withOutboundContext } from '../../src/integrations/microservices/client.js';
 import { CONTEXT_ENVELOPE_KEY } from '../../src/integrations/microservices/envelope.js';
 import { loadOptionalDeps, loaded } from '../../src/integrations/microservices/optional-deps.js';
-import { brokers, freePort, requireBroker } from './brokers.js';
+import { brokers, freePort, requireBroker } from '../utils/brokers.js';
 import { TransportContext } from './fixtures/harness.js';
 
 @Controller()

@@ -1,6 +1,6 @@
 import { Transport } from '@nestjs/microservices';
 import amqplib from 'amqplib';
-import { brokers } from './brokers.js';
+import { brokers } from '../utils/brokers.js';
 import { malformedHeaders, plainPacket } from './fixtures/harness.js';
 import { describeTransport } from './fixtures/suite.js';
 

@@ -1,6 +1,6 @@
 import { connect } from 'node:net';
 import { Transport } from '@nestjs/microservices';
-import { freePort } from './brokers.js';
+import { freePort } from '../utils/brokers.js';
 import { defaultRoute, malformedMetadataPacket, plainPacket } from './fixtures/harness.js';
 import { describeTransport } from './fixtures/suite.js';
 

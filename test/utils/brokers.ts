@@ -1,17 +1,22 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, connect } from 'node:net';
 
-/** The brokers the transport suites need, with the command that starts each one. */
+/** The brokers the transport, queue and sample suites need, with the command that starts each one (as `.ci/run` does). */
 export const brokers = {
-  redis: { name: 'Redis', host: '127.0.0.1', port: 6379, start: 'redis-server --daemonize yes --port 6379 --bind 127.0.0.1' },
-  nats: { name: 'NATS', host: '127.0.0.1', port: 4222, start: 'nats-server -a 127.0.0.1 -p 4222 &' },
-  rabbitmq: {
-    name: 'RabbitMQ',
+  redis: {
+    name: 'Redis',
     host: '127.0.0.1',
-    port: 5672,
-    start: 'rabbitmq-server -detached   (or: docker run -d -p 5672:5672 rabbitmq:3)  — user guest/guest',
+    port: 6379,
+    start: 'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log',
   },
-  mqtt: { name: 'Mosquitto (MQTT)', host: '127.0.0.1', port: 1883, start: 'mosquitto -d -p 1883' },
+  nats: {
+    name: 'NATS',
+    host: '127.0.0.1',
+    port: 4222,
+    start: 'start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log',
+  },
+  rabbitmq: { name: 'RabbitMQ', host: '127.0.0.1', port: 5672, start: 'rabbitmq-server -detached (user guest/guest)' },
+  mqtt: { name: 'Mosquitto (MQTT)', host: '127.0.0.1', port: 1883, start: 'mosquitto -d -c /etc/mosquitto/mosquitto.conf' },
 } as const;
 
 /** One of {@link brokers}. */
@@ -50,7 +55,7 @@ export async function requireBroker(which: BrokerName | BrokerInfo, timeoutMs = 
   if (problem !== undefined) {
     throw new Error(
       `${broker.name} is not reachable on ${broker.host}:${broker.port} (${problem}) — start it with: ${broker.start}. ` +
-        `The transport e2e tests need the real broker and do not skip.`,
+        `These tests need the real broker and do not skip.`,
     );
   }
 }
