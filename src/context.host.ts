@@ -1,12 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Inject, Injectable, type ExecutionContext, type Type } from '@nestjs/common';
-import { CONTEXT_CLASS, CONTEXT_MODULE_OPTIONS, RECORD_KEY } from './context.constants.js';
+import { Inject, Injectable, Optional, type ExecutionContext, type Type } from '@nestjs/common';
+import { CONTEXT_CLASS, CONTEXT_HOST_SLOT, CONTEXT_MODULE_OPTIONS, RECORD_KEY } from './context.constants.js';
 import { resolveOptions, type ResolvedContextOptions } from './context.options.js';
 import { ContextRecord, storage, type Carrier } from './context.storage.js';
 import type { Trust } from './context.options.js';
 import type { ContextSource } from './interfaces/context-init.interface.js';
 import type { ContextModuleOptions } from './interfaces/context-module-options.interface.js';
 import { readCorrelationId } from './propagation/correlation-id.js';
+import type { HttpEnter } from './context.mount.js';
 
 /** A request object as the adapters hand it out: Node's own, or Fastify's wrapper with `.raw`. */
 type AnyRequest = IncomingMessage & { [RECORD_KEY]?: ContextRecord; raw?: IncomingMessage & { [RECORD_KEY]?: ContextRecord } };
@@ -16,6 +17,11 @@ type Anchor = { [RECORD_KEY]?: ContextRecord };
 
 /** Reads inbound propagation metadata (header-like) from a handler's first two arguments (see {@link ContextHost.setExtractor}). */
 export type CarrierExtractor = (data: unknown, transport: unknown) => Carrier | undefined;
+
+/** Where the module's request-scoped provider finds its host (see `CONTEXT_HOST_SLOT`). @internal */
+export interface HostSlot<T extends object = object> {
+  host?: ContextHost<T>;
+}
 
 /** Options of {@link ContextHost.create}. @internal */
 export interface OpenOptions<T> {
@@ -37,17 +43,18 @@ export class ContextHost<T extends object = object> {
   constructor(
     @Inject(CONTEXT_CLASS) readonly contextClass: Type<T>,
     @Inject(CONTEXT_MODULE_OPTIONS) options: ContextModuleOptions<T>,
+    @Optional() @Inject(CONTEXT_HOST_SLOT) slot?: HostSlot<T>,
   ) {
     this.options = resolveOptions(contextClass, options);
+    if (slot !== undefined && slot !== null) slot.host = this;
   }
 
   /**
-   * Connect-style entry mounted before everything else on the HTTP adapter: creates the record,
-   * echoes the id and runs the rest of the pipeline inside the context.
+   * Opens the record of an HTTP request before the framework sees it (see `mountContext`) and
+   * echoes its id; the caller runs the rest of the request inside it.
    */
-  readonly entry = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void): void => {
-    storage.run(this.forHttp(req as AnyRequest, res), next);
-  };
+  readonly enterHttp: HttpEnter = (req: IncomingMessage, res: ServerResponse): ContextRecord<T> =>
+    this.forHttp(req as AnyRequest, res);
 
   /** Returns the request's record, creating it on first call, and echoes the id once a response is at hand. */
   forHttp(req: AnyRequest, res?: AnyResponse): ContextRecord<T> {

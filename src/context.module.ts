@@ -2,7 +2,7 @@ import { Module, type DynamicModule, type MiddlewareConsumer, type NestModule, t
 import { HttpAdapterHost } from '@nestjs/core';
 import { CONTEXT_MODULE_OPTIONS } from './context.constants.js';
 import { ContextHost } from './context.host.js';
-import { mountEntry } from './context.mount.js';
+import { mountContext, type Unmount } from './context.mount.js';
 import { checkContextClass } from './context.options.js';
 import { createAsyncOptionsProviders, createContextProviders } from './context.providers.js';
 import { ContextService } from './context.service.js';
@@ -25,6 +25,8 @@ import type {
 export class ContextModule implements NestModule, OnModuleDestroy {
   /** Forgets this app's host in the registry `@WithContext()` reads. */
   private readonly unregister: () => void;
+  /** Takes the HTTP entry off the adapter again. */
+  private unmount: Unmount = () => undefined;
 
   constructor(
     private readonly host: ContextHost,
@@ -33,8 +35,9 @@ export class ContextModule implements NestModule, OnModuleDestroy {
     this.unregister = registerHost(host);
   }
 
-  /** Removes the app from the registry `@WithContext()` reads (called by Nest on `app.close()`). */
+  /** Takes the HTTP entry off and removes the app from the registry `@WithContext()` reads (called by Nest on `app.close()`). */
   onModuleDestroy(): void {
+    this.unmount();
     this.unregister();
   }
 
@@ -77,8 +80,8 @@ export class ContextModule implements NestModule, OnModuleDestroy {
     };
   }
 
-  /** Mounts the context entry on the HTTP adapter (called by Nest during `app.init()`). */
+  /** Enters the context of every HTTP request before the framework sees it (called by Nest during `app.init()`). */
   configure(_consumer: MiddlewareConsumer): void {
-    if (this.host.options.middleware) mountEntry(this.adapterHost?.httpAdapter, this.host.entry);
+    if (this.host.options.middleware) this.unmount = mountContext(this.adapterHost?.httpAdapter, this.host.enterHttp, this.host.options);
   }
 }

@@ -1,15 +1,40 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AbstractHttpAdapter } from '@nestjs/core';
+import { RECORD_KEY } from './context.constants.js';
+import { storage, type ContextRecord } from './context.storage.js';
 
 type Entry = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void;
 interface Layer { handle?: unknown; name?: string }
-interface ExpressLike { use(fn: Entry): unknown; router?: { stack?: Layer[] }; _router?: { stack?: Layer[] } }
+interface ExpressLike {
+  use(fn: Entry): unknown;
+  handle?: (req: IncomingMessage, res: ServerResponse, callback?: unknown) => unknown;
+  router?: { stack?: Layer[] };
+  _router?: { stack?: Layer[] };
+}
+type Listener = (req: IncomingMessage, res: ServerResponse) => void;
+interface ServerLike {
+  listeners(event: 'request'): Listener[];
+  removeListener(event: 'request', listener: Listener): unknown;
+  prependListener(event: 'request', listener: Listener): unknown;
+}
+type HookDone = (error?: Error) => void;
+type RawHolder = { raw: IncomingMessage & { [RECORD_KEY]?: ContextRecord } };
+interface FastifyLike {
+  addHook(name: 'onRequest', hook: (request: RawHolder, reply: { raw: ServerResponse }, done: HookDone) => void): unknown;
+}
+
+/** Opens (or finds) the record of one HTTP request and echoes its id; it belongs to one app. @internal */
+export type HttpEnter = (req: IncomingMessage, res: ServerResponse) => ContextRecord;
+
+/** Undoes a mount (called when the app closes). @internal */
+export type Unmount = () => void;
+
+const NOTHING: Unmount = () => undefined;
 
 /**
- * Mounts the context entry on the HTTP adapter so it runs before everything else of a request.
- * Express: first in the app's stack (before body parsers and `app.use()` middleware; Express 4 keeps
- * its own init layer first). Fastify: Nest's middleware runner (`@fastify/middie`), ahead of every
- * module's middleware. Other adapters: their `use()`.
+ * Mounts a connect-style function at the front of the HTTP adapter's chain. Express: first in the
+ * app's stack (before body parsers and `app.use()` middleware; Express 4 keeps its own init layer
+ * first). Other adapters (Fastify: Nest's middleware runner): their `use()`.
  * @internal
  */
 export function mountEntry(adapter: AbstractHttpAdapter | undefined, entry: Entry): void {
@@ -27,4 +52,81 @@ export function mountEntry(adapter: AbstractHttpAdapter | undefined, entry: Entr
   const [layer] = stack.splice(at, 1);
   const init = stack.findIndex((l) => l.name === 'expressInit');
   stack.splice(init + 1, 0, layer as Layer);
+}
+
+/**
+ * Enters the context of every HTTP request before the framework sees it, at the cheapest place that
+ * still covers every way the app is served:
+ * - Express: around the app's own `handle()`, which both `http.Server` and serverless wrappers
+ *   (`@codegenie/serverless-express`, `app.getHttpAdapter().getInstance()(req, res)`) go through.
+ *   No middleware layer is added.
+ * - Fastify: around the HTTP server's `request` listener (what `listen()` and supertest use), plus a
+ *   native `onRequest` hook for requests that do not come through the server (`inject()`,
+ *   serverless handlers) — the hook only checks that the request's record is there.
+ * - Any other adapter, or a server whose listener cannot be wrapped: the adapter's `use()`.
+ * Returns the undo, run when the app closes.
+ * @internal
+ */
+export function mountContext(adapter: AbstractHttpAdapter | undefined, enter: HttpEnter, config: object): Unmount {
+  if (adapter === undefined || adapter === null) return NOTHING;
+  const type = adapter.getType();
+  if (type === 'express') {
+    const app = adapter.getInstance<ExpressLike>();
+    if (typeof app.handle === 'function') return wrapExpressHandle(app, enter);
+  } else if (type === 'fastify') {
+    const unmount = wrapFastify(adapter, enter, config);
+    if (unmount !== undefined) return unmount;
+  }
+  adapter.use((req: IncomingMessage, res: ServerResponse, next: () => void) => {
+    const raw = req as IncomingMessage & { [RECORD_KEY]?: ContextRecord };
+    const record = raw[RECORD_KEY];
+    if (record !== undefined && record.config === config) next();
+    else storage.run(enter(req, res), next);
+  });
+  return NOTHING;
+}
+
+function wrapExpressHandle(app: ExpressLike, enter: HttpEnter): Unmount {
+  const original = app.handle as NonNullable<ExpressLike['handle']>;
+  let active = true;
+  const call = (self: unknown, req: IncomingMessage, res: ServerResponse, callback: unknown): unknown =>
+    original.call(self, req, res, callback);
+  const handle = function (this: unknown, req: IncomingMessage, res: ServerResponse, callback?: unknown): unknown {
+    if (!active) return original.call(this, req, res, callback);
+    return storage.run(enter(req, res), call, this, req, res, callback);
+  };
+  app.handle = handle;
+  return () => {
+    active = false;
+    if (app.handle === handle) app.handle = original;
+  };
+}
+
+function wrapFastify(adapter: AbstractHttpAdapter, enter: HttpEnter, config: object): Unmount | undefined {
+  const server = adapter.getHttpServer() as ServerLike | undefined;
+  const instance = adapter.getInstance<FastifyLike>();
+  if (server === undefined || typeof server?.listeners !== 'function' || typeof instance?.addHook !== 'function') return undefined;
+  const listeners = server.listeners('request');
+  if (listeners.length !== 1) return undefined;
+  try {
+    // Requests that bypass the server (inject(), serverless handlers) are entered here instead.
+    instance.addHook('onRequest', (request, reply, done) => {
+      const record = request.raw[RECORD_KEY];
+      if (record !== undefined && record.config === config) done();
+      else storage.run(enter(request.raw, reply.raw), done);
+    });
+  } catch {
+    return undefined; // the instance is already started: fall back to the middleware runner
+  }
+  const handler = listeners[0] as Listener;
+  let active = true;
+  const listener: Listener = (req, res) => {
+    if (!active) return handler(req, res);
+    storage.run(enter(req, res), handler, req, res);
+  };
+  server.removeListener('request', handler);
+  server.prependListener('request', listener);
+  return () => {
+    active = false;
+  };
 }
