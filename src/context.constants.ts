@@ -5,6 +5,14 @@ export const CONTEXT_MODULE_OPTIONS = Symbol.for('nestjs-context:module-options'
 export const CONTEXT_CLASS = Symbol.for('nestjs-context:context-class');
 
 /**
+ * Injection token of the per-module slot through which the request-scoped provider of the user's
+ * class reaches its `ContextHost` without declaring it as a dependency (one dependency fewer for
+ * Nest to resolve on every request).
+ * @internal
+ */
+export const CONTEXT_HOST_SLOT = Symbol.for('nestjs-context:host-slot');
+
+/**
  * Key under which the per-request record hangs on the Node request object (`IncomingMessage`).
  * Registered globally (`Symbol.for`) so the ESM and CommonJS builds of this package agree on it.
  * @internal
