@@ -7,7 +7,7 @@ type WithRecord = { [RECORD_KEY]?: ContextRecord; raw?: { [RECORD_KEY]?: Context
 
 function recordOf(ctx: ExecutionContext): ContextRecord | undefined {
   if (ctx.getType() === 'http') {
-    const req = ctx.switchToHttp().getRequest<WithRecord | undefined>();
+    const req = ctx.getArgByIndex<WithRecord | undefined>(0);
     const record = req?.[RECORD_KEY] ?? req?.raw?.[RECORD_KEY];
     if (record !== undefined) return record;
   }
