@@ -15,8 +15,23 @@ export const probe = {
   sink: undefined as unknown,
 };
 
-/** `gc()` when the server runs with --expose-gc (bench/run.mjs starts it so). */
-const gc = (globalThis as { gc?: () => void }).gc;
+/**
+ * `gc()` when the server runs with --expose-gc (bench/run.mjs starts it so), as V8's "last resort"
+ * full collection where the engine supports it: like a collection under memory pressure, it also
+ * hands pooled pages back, so RSS reflects what the process holds rather than what V8 keeps in
+ * reserve after a burst of garbage (request scope produces a lot).
+ */
+const exposed = (globalThis as { gc?: (options?: object) => unknown }).gc;
+const gc =
+  exposed === undefined
+    ? undefined
+    : (): void => {
+        try {
+          exposed({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+        } catch {
+          exposed();
+        }
+      };
 
 /**
  * Samples the memory at a mark, right after the request that reached it: a full collection first
