@@ -151,12 +151,12 @@ async function main(): Promise<void> {
     try {
       const host = new Host(BenchContext, {}) as unknown as {
         forHttp(req: object, res?: object): { context: BenchContext; trace?: { traceId: string }; outboundHeaders?: () => object };
-        entry: (req: object, res: object, next: () => void) => void;
+        enterHttp: (req: object, res: object) => unknown;
       };
       const res = { setHeader: (_n: string, _v: string) => undefined, headersSent: false };
       const fresh = () => ({ headers: HEADERS }) as object;
       bench('components', 'entry: record for a request + echo + storage.run(next) (no-op response)', () => {
-        host.entry(fresh(), res, noop);
+        storage.run(host.enterHttp(fresh(), res), noop);
       });
       bench('components', 'record for a request, context built (new MyContext)', () => host.forHttp(fresh(), res).context);
       bench('components', 'record for a request, context + trace read', () => host.forHttp(fresh(), res).trace);

@@ -15,7 +15,7 @@
 // Knobs (environment): BENCH_NODE=both|24|20, BENCH_ADAPTERS=express,fastify, BENCH_VARIANTS=
 // default|all|name,name…, BENCH_ROUNDS=5 (solo), BENCH_PAIRED_ROUNDS=6, BENCH_SECONDS=1 (whole seconds: wrk takes no fractions), BENCH_WARMUP=3, BENCH_CONNECTIONS=32,
 // BENCH_MEMORY=24|both|off (top up library variants to 200k requests on those Nodes),
-// BENCH_MEMORY_MINUTES=6 (time allowed for that top-up on each Node),
+// BENCH_MEMORY_MINUTES=10 (time allowed for that top-up on each Node),
 // BENCH_RETRIES=2 (redo runs disturbed by other processes),
 // BENCH_MICRO=1|0, BENCH_MAX_MINUTES=40, BENCH_CPU_PROF=1 (write .cpuprofile files; figures then
 // not representative), BENCH_LIB=src|dist. Flags: --micro-only, --list, --help,
@@ -122,7 +122,7 @@ const config = {
   connections: Math.round(int('BENCH_CONNECTIONS', 32)),
   retries: Math.round(Number(env.BENCH_RETRIES ?? 2)),
   memory: (env.BENCH_MEMORY ?? '24').toLowerCase(),
-  memoryMinutes: int('BENCH_MEMORY_MINUTES', 6),
+  memoryMinutes: int('BENCH_MEMORY_MINUTES', 10),
   micro: env.BENCH_MICRO !== '0',
   maxMinutes: int('BENCH_MAX_MINUTES', 40),
   cpuProf: env.BENCH_CPU_PROF === '1',
