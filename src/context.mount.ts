@@ -18,7 +18,8 @@ interface ServerLike {
   prependListener(event: 'request', listener: Listener): unknown;
 }
 type HookDone = (error?: Error) => void;
-type RawHolder = { raw: IncomingMessage & { [RECORD_KEY]?: ContextRecord } };
+type RawRequest = IncomingMessage & { [RECORD_KEY]?: ContextRecord };
+type RawHolder = { raw: RawRequest };
 interface FastifyLike {
   addHook(name: 'onRequest', hook: (request: RawHolder, reply: { raw: ServerResponse }, done: HookDone) => void): unknown;
 }
@@ -77,13 +78,21 @@ export function mountContext(adapter: AbstractHttpAdapter | undefined, enter: Ht
     const unmount = wrapFastify(adapter, enter, config);
     if (unmount !== undefined) return unmount;
   }
-  adapter.use((req: IncomingMessage, res: ServerResponse, next: () => void) => {
-    const raw = req as IncomingMessage & { [RECORD_KEY]?: ContextRecord };
-    const record = raw[RECORD_KEY];
+  const enterOnce = enterUnlessEntered(enter, config);
+  adapter.use((req: IncomingMessage, res: ServerResponse, next: () => void) => enterOnce(req, res, next));
+  return NOTHING;
+}
+
+/**
+ * `(req, res, next)` that runs `next` inside the request's context, entering it unless this app's
+ * entry already did (the fallbacks behind a wrapped server or app function).
+ */
+function enterUnlessEntered(enter: HttpEnter, config: object): (req: RawRequest, res: ServerResponse, next: () => void) => void {
+  return (req, res, next) => {
+    const record = req[RECORD_KEY];
     if (record !== undefined && record.config === config) next();
     else storage.run(enter(req, res), next);
-  });
-  return NOTHING;
+  };
 }
 
 function wrapExpressHandle(app: ExpressLike, enter: HttpEnter): Unmount {
@@ -108,13 +117,10 @@ function wrapFastify(adapter: AbstractHttpAdapter, enter: HttpEnter, config: obj
   if (server === undefined || typeof server?.listeners !== 'function' || typeof instance?.addHook !== 'function') return undefined;
   const listeners = server.listeners('request');
   if (listeners.length !== 1) return undefined;
+  const enterOnce = enterUnlessEntered(enter, config);
   try {
     // Requests that bypass the server (inject(), serverless handlers) are entered here instead.
-    instance.addHook('onRequest', (request, reply, done) => {
-      const record = request.raw[RECORD_KEY];
-      if (record !== undefined && record.config === config) done();
-      else storage.run(enter(request.raw, reply.raw), done);
-    });
+    instance.addHook('onRequest', (request, reply, done) => enterOnce(request.raw, reply.raw, done));
   } catch {
     return undefined; // the instance is already started: fall back to the middleware runner
   }
