@@ -17,7 +17,9 @@
 // BENCH_MEMORY=24|both|off (top up library variants to 200k requests on those Nodes),
 // BENCH_MEMORY_MINUTES=10 (time allowed for that top-up on each Node),
 // BENCH_RETRIES=2 (redo runs disturbed by other processes),
-// BENCH_MICRO=1|0, BENCH_MAX_MINUTES=40, BENCH_CPU_PROF=1 (write .cpuprofile files; figures then
+// BENCH_INSTRUCTIONS=24|both|off (count instructions per request under callgrind on those Nodes;
+// the budgets are decided on these counts where present), BENCH_INSTR_WARM=30000, BENCH_INSTR_REQUESTS=3200,
+// BENCH_MICRO=1|0, BENCH_MAX_MINUTES=60, BENCH_CPU_PROF=1 (write .cpuprofile files; figures then
 // not representative), BENCH_LIB=src|dist. Flags: --micro-only, --list, --help,
 // --report <saved .json> (print a saved run's report again).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -26,6 +28,8 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { countInstructions, instructionsUnavailable } from './instructions.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BUILD = path.join(ROOT, '.bench', 'build');
@@ -41,13 +45,13 @@ const DEFAULT_VARIANTS = [
   'bare', 'noop-icpt',
   'ctx-none', 'ctx-param', 'ctx-service', 'ctx-current', 'ctx-inject', 'ctx-full', 'ctx-full-out',
   'fast-none', 'fast-inject', 'fast-full', 'fast-full-out',
-  'als-listener', 'cls-mw', 'req-scope', 'req-scope-icpt',
+  'als-icpt', 'als-listener', 'cls-mw', 'req-scope', 'req-scope-icpt',
 ];
 const ALL_VARIANTS = [
   'raw', 'bare', 'noop-icpt',
   'ctx-none', 'ctx-param', 'ctx-service', 'ctx-current', 'ctx-inject', 'ctx-full', 'ctx-full-out',
   'fast-none', 'fast-param', 'fast-service', 'fast-current', 'fast-inject', 'fast-full', 'fast-full-out',
-  'als-mw', 'als-listener', 'cls-mw', 'req-scope', 'req-scope-icpt',
+  'als-mw', 'als-icpt', 'als-listener', 'cls-mw', 'req-scope', 'req-scope-icpt',
 ];
 const TITLES = {
   raw: 'plain platform, no Nest',
@@ -68,6 +72,7 @@ const TITLES = {
   'fast-full': 'fast, full HTTP path',
   'fast-full-out': 'fast, full path + outbound hdrs',
   'als-mw': 'hand: app.use() + ALS + id + hdr',
+  'als-icpt': 'hand: interceptor + ALS + id + hdr',
   'als-listener': 'hand: listener wrap + ALS + id + hdr',
   'cls-mw': 'nestjs-cls middleware, id',
   'req-scope': 'Scope.REQUEST provider',
@@ -124,10 +129,17 @@ const config = {
   memory: (env.BENCH_MEMORY ?? '24').toLowerCase(),
   memoryMinutes: int('BENCH_MEMORY_MINUTES', 10),
   micro: env.BENCH_MICRO !== '0',
-  maxMinutes: int('BENCH_MAX_MINUTES', 40),
+  instructions: (env.BENCH_INSTRUCTIONS ?? '24').toLowerCase(),
+  instrWarm: Math.round(int('BENCH_INSTR_WARM', 30000)),
+  instrRequests: Math.round(int('BENCH_INSTR_REQUESTS', 3200)),
+  maxMinutes: int('BENCH_MAX_MINUTES', 60),
   cpuProf: env.BENCH_CPU_PROF === '1',
   lib: (env.BENCH_LIB ?? 'src').toLowerCase(),
 };
+/** Whether instructions are counted on this Node (`{ label }` from nodeBinaries()). */
+const counting = (node) =>
+  config.instructions === 'both' || (config.instructions !== 'off' && config.instructions !== '0' && config.instructions === node.label);
+if (!['24', '20', 'both', 'off', '0'].includes(config.instructions)) throw new Error(`BENCH_INSTRUCTIONS must be 24, 20, both or off, got ${config.instructions}`);
 for (const a of config.adapters) if (a !== 'express' && a !== 'fastify') throw new Error(`BENCH_ADAPTERS: unknown adapter ${a}`);
 
 if (argv.has('--help')) {
@@ -773,6 +785,75 @@ function table(results) {
   return lines;
 }
 
+/** Instructions per request of one variant (callgrind), or NaN when not counted. */
+const instr = (res, platform, variant) => res.instructions?.counts?.[`${platform}/${variant}`]?.perRequest ?? NaN;
+/** Whether every named variant was counted without failed requests. */
+const countedAll = (res, platform, ...variants) =>
+  variants.every((v) => Number.isFinite(instr(res, platform, v)) && res.instructions.counts[`${platform}/${v}`].bad === 0);
+/**
+ * This machine's CPU µs per instruction on one platform: bare NestJS's lowest CPU time per request
+ * in any solo or paired run (contention only ever adds time) over its instruction count. Turns
+ * instruction differences into the µs the budgets are written in.
+ */
+function usPerInstruction(res, platform) {
+  const entries = Object.values(res.entries).filter((e) => e.platform === platform);
+  const cpus = [
+    ...(res.entries[`${platform}/bare`]?.runs ?? []).map((r) => r.cpu),
+    ...entries.flatMap((e) => (e.pairs ?? []).map((pair) => pair.bare.cpu)),
+  ].filter(Number.isFinite);
+  return cpus.length === 0 ? NaN : Math.min(...cpus) / instr(res, platform, 'bare');
+}
+/** Throughput-equivalent ratio of two counted variants: b's instructions over a's (> 1: a is cheaper). */
+const iRatio = (res, p, a, b) => instr(res, p, b) / instr(res, p, a);
+/** a's extra instructions per request over b's, in µs at this machine's speed. */
+const iMicros = (res, p, a, b) => (instr(res, p, a) - instr(res, p, b)) * usPerInstruction(res, p);
+/** An integer with an explicit sign and thousands separators. */
+const signedInt = (x) => (Number.isFinite(x) ? `${x >= 0 ? '+' : '−'}${fmtInt(Math.abs(x))}` : 'n/a');
+/** An instruction difference as "+12,345 instr (+4.4 µs)". */
+const iDelta = (res, p, a, b) => `${signedInt(instr(res, p, a) - instr(res, p, b))} instr (${signed(iMicros(res, p, a, b))} µs)`;
+
+/** The instruction-count table: per Node and platform, instructions per request and × bare. */
+function instructionSection(results) {
+  const lines = [];
+  for (const res of results) {
+    if (res.instructions === undefined) continue;
+    const { counts, errors, warm, measure } = res.instructions;
+    lines.push(
+      '',
+      `Instructions per request on Node ${res.node} (callgrind, V8 --predictable; ${fmtInt(warm)} warm-up + ${fmtInt(measure)} counted requests in batches of 16; ` +
+        'steady state: V8’s compilers taken out; the same whatever the host does; ×bare = bare’s count ÷ the variant’s, the throughput it implies)',
+    );
+    for (const platform of config.adapters) {
+      const k = usPerInstruction(res, platform);
+      lines.push(
+        `${platform}: 1 µs ≈ ${fmtInt(1 / k)} instructions (bare NestJS's count ÷ its lowest CPU/request in any run)`,
+        'variant                                  instr/req  ×bare   Δbare instr  Δbare µs  (V8 compiling, taken out)',
+      );
+      for (const variant of config.variants) {
+        const c = counts[`${platform}/${variant}`];
+        if (c === undefined) continue;
+        const d = c.perRequest - instr(res, platform, 'bare');
+        lines.push(
+          `${`${variant.padEnd(14)} ${TITLES[variant]}`.slice(0, 40).padEnd(40)}${fmtInt(c.perRequest).padStart(10)} ${fmt(iRatio(res, platform, variant, 'bare'), 3).padStart(6)}` +
+            `${signedInt(d).padStart(13)} ${signed(d * k).padStart(9)}  ${fmtInt(c.withCompiling - c.perRequest).padStart(10)}${c.bad > 0 ? ` !${c.bad} non-200` : ''}`,
+        );
+      }
+    }
+    for (const e of errors) lines.push(`instruction count problem: ${e}`);
+  }
+  return lines;
+}
+
+/**
+ * B3's floors: what the same configuration costs with a hand-written context that is never read.
+ * The design card's configuration (a global interceptor populating AsyncLocalStorage): a hand-written
+ * global interceptor with its own AsyncLocalStorage, validated id and response header. The fastest
+ * configuration (entry before Nest's pipeline): the hand-written request-listener wrapper that does
+ * the same. B3_BESIDE: comparisons printed beside, not part of the verdict.
+ */
+const B3_FLOORS = [['ctx-none', 'als-icpt'], ['fast-none', 'als-listener']];
+const B3_BESIDE = [['ctx-none', 'noop-icpt'], ['fast-none', 'bare']];
+
 /** One line per budget: met or not on Node 24 with its figures, Node 20's beside it. */
 function budgets(results) {
   const primary = results.find((r) => r.label === '24') ?? results[0];
@@ -799,6 +880,15 @@ function budgets(results) {
           text: `${signed(d)} µs (±${fmt(noise, 1)}) over the interceptor, ${fmt(x)} ±${fmt(xs)} × bare`,
         };
       },
+      ieval(res, p) {
+        if (!countedAll(res, p, 'ctx-full', 'noop-icpt', 'bare')) return undefined;
+        const d = iMicros(res, p, 'ctx-full', 'noop-icpt');
+        const x = iRatio(res, p, 'ctx-full', 'bare');
+        return {
+          ok: d <= 8 && x >= 0.75 && !failed(res, p, 'ctx-full'),
+          text: `${iDelta(res, p, 'ctx-full', 'noop-icpt')} over the interceptor, ${fmt(x, 3)} × bare (the do-nothing interceptor alone ${fmt(iRatio(res, p, 'noop-icpt', 'bare'), 3)} ×)`,
+        };
+      },
     },
     {
       name: 'B2 fastest configuration (interceptor: false), full HTTP path: throughput ≥ 0.95 × bare',
@@ -809,16 +899,22 @@ function budgets(results) {
         const xs = pairedSpread(res, p, 'fast-full', 'bare', RATIO.rps);
         return { ok: x >= 0.95 && !failed(res, p, 'fast-full'), text: `${fmt(x, 3)} ±${fmt(xs, 3)} × bare (${signed(d)} µs CPU/request)` };
       },
+      ieval(res, p) {
+        if (!countedAll(res, p, 'fast-full', 'bare')) return undefined;
+        const x = iRatio(res, p, 'fast-full', 'bare');
+        const floor = countedAll(res, p, 'als-listener') ? `; the hand-written listener entry alone ${fmt(iRatio(res, p, 'als-listener', 'bare'), 3)} ×` : '';
+        return { ok: x >= 0.95 && !failed(res, p, 'fast-full'), text: `${fmt(x, 3)} × bare (${iDelta(res, p, 'fast-full', 'bare')}${floor})` };
+      },
     },
     {
-      name: 'B3 context never touched: CPU ≤ 1.02 × its configuration’s floor (interceptor config: do-nothing interceptor; fastest: a hand-written listener entry with ALS, id and header)',
+      name: 'B3 context never touched: CPU ≤ 1.02 × its configuration’s floor (interceptor config: a hand-written global interceptor with ALS, id and header; fastest: a hand-written listener entry with the same)',
       eval(res, p) {
         const parts = [];
         let ok = true;
         let any = false;
         // The fastest configuration's floor is what any entry before Nest's pipeline must do: the
         // hand-written request-listener wrapper (own AsyncLocalStorage, validated id, response header).
-        for (const [v, floor] of [['ctx-none', 'noop-icpt'], ['fast-none', 'als-listener']]) {
+        for (const [v, floor] of B3_FLOORS) {
           if (!has(res, p, v, floor)) continue;
           any = true;
           const r = pairedMedian(res, p, v, floor, RATIO.cpuRatio);
@@ -830,6 +926,22 @@ function budgets(results) {
         }
         if (has(res, p, 'fast-none')) {
           parts.push(`(for reference, fast-none ${fmt(pairedMedian(res, p, 'fast-none', 'bare', RATIO.cpuRatio), 3)} × bare CPU)`);
+        }
+        return any ? { ok, text: parts.join('; ') } : undefined;
+      },
+      ieval(res, p) {
+        const parts = [];
+        let ok = true;
+        let any = false;
+        for (const [v, floor] of B3_FLOORS) {
+          if (!countedAll(res, p, v, floor, 'bare')) continue;
+          any = true;
+          const r = instr(res, p, v) / instr(res, p, floor);
+          ok &&= r <= 1.02 && !failed(res, p, v);
+          parts.push(`${v} ${fmt(r, 3)} × ${floor} (${iDelta(res, p, v, floor)})`);
+        }
+        for (const [v, other] of B3_BESIDE) {
+          if (countedAll(res, p, v, other)) parts.push(`(${v} ${fmt(instr(res, p, v) / instr(res, p, other), 3)} × ${other})`);
         }
         return any ? { ok, text: parts.join('; ') } : undefined;
       },
@@ -852,6 +964,22 @@ function budgets(results) {
           }
         }
         return any ? { ok, text: parts.join(', ') + ' µs' } : undefined;
+      },
+      ieval(res, p) {
+        const parts = [];
+        let ok = true;
+        let any = false;
+        for (const prefix of ['ctx', 'fast']) {
+          for (const path of ['service', 'current', 'param']) {
+            const v = `${prefix}-${path}`;
+            if (!countedAll(res, p, v, `${prefix}-none`, 'bare')) continue;
+            any = true;
+            const d = iMicros(res, p, v, `${prefix}-none`);
+            ok &&= d < 2 && !failed(res, p, v);
+            parts.push(`${v} ${iDelta(res, p, v, `${prefix}-none`)}`);
+          }
+        }
+        return any ? { ok, text: parts.join(', ') } : undefined;
       },
     },
     {
@@ -880,6 +1008,20 @@ function budgets(results) {
         }
         return { ok, text: parts.join('; ') };
       },
+      ieval(res, p) {
+        const parts = [];
+        let ok = true;
+        let any = false;
+        for (const [v, peer] of [['ctx-inject', 'req-scope-icpt'], ['fast-inject', 'req-scope']]) {
+          if (!countedAll(res, p, v, peer, 'bare')) continue;
+          any = true;
+          const x = iRatio(res, p, v, peer);
+          ok &&= x >= 0.98 && !failed(res, p, v);
+          parts.push(`${v} ${fmt(x, 3)} × ${peer} (${iDelta(res, p, v, peer)})`);
+        }
+        if (countedAll(res, p, 'ctx-inject', 'req-scope')) parts.push(`(ctx-inject ${fmt(iRatio(res, p, 'ctx-inject', 'req-scope'), 3)} × req-scope)`);
+        return any ? { ok, text: parts.join('; ') } : undefined;
+      },
     },
     {
       name: 'B6 every library variant ahead of nestjs-cls (middleware mode, id) in throughput',
@@ -898,6 +1040,23 @@ function budgets(results) {
         return {
           ok: behind.length === 0,
           text: behind.length === 0 ? `slowest ${worst[0]} at ${fmt(worst[1])} × cls (cls ${fmt(cls)} × bare)` : `behind: ${behind.join(', ')} × cls (cls ${fmt(cls)} × bare)`,
+        };
+      },
+      ieval(res, p) {
+        if (!countedAll(res, p, 'cls-mw', 'bare')) return undefined;
+        const behind = [];
+        let worst;
+        for (const v of config.variants.filter(LIBRARY)) {
+          if (!countedAll(res, p, v)) continue;
+          const x = iRatio(res, p, v, 'cls-mw');
+          if (worst === undefined || x < worst[1]) worst = [v, x];
+          if (!(x > 1) || failed(res, p, v)) behind.push(`${v} ${fmt(x, 3)}`);
+        }
+        if (worst === undefined) return undefined;
+        const cls = fmt(iRatio(res, p, 'cls-mw', 'bare'), 3);
+        return {
+          ok: behind.length === 0,
+          text: behind.length === 0 ? `slowest ${worst[0]} at ${fmt(worst[1], 3)} × cls (cls ${cls} × bare)` : `behind: ${behind.join(', ')} × cls (cls ${cls} × bare)`,
         };
       },
     },
@@ -936,11 +1095,18 @@ function budgets(results) {
     let all = true;
     let any = false;
     for (const p of config.adapters) {
-      const v = def.eval(primary, p);
+      // Where instructions were counted they decide (repeatable); the wall-clock figures go beside.
+      const counted = def.ieval?.(primary, p);
+      const clock = def.eval(primary, p);
+      const v = counted ?? clock;
       if (v === undefined) continue;
       any = true;
       all &&= v.ok;
-      verdicts.push(`${p} ${v.ok ? 'met' : 'NOT met'}: ${v.text}`);
+      verdicts.push(
+        counted === undefined
+          ? `${p} ${v.ok ? 'met' : 'NOT met'}: ${v.text}`
+          : `${p} ${v.ok ? 'met' : 'NOT met'}: ${counted.text}${clock ? ` {wall clock: ${clock.text}}` : ''}`,
+      );
     }
     const side = [];
     for (const res of others) {
@@ -1018,6 +1184,7 @@ function render(header, results, micro) {
   const out = [...header];
   if (results.length) {
     out.push(...table(results));
+    out.push(...instructionSection(results));
     out.push(...memorySection(results));
   }
   out.push(...microSection(micro));
@@ -1075,7 +1242,9 @@ async function main() {
   // About 0.4 s of overhead per run (stats, wrk start-up), 1.5 s per server start; memory top-up on top.
   const planned =
     nodes.length * (runs * (config.warmup + config.rounds * (config.seconds + 0.4) + config.pairedRounds * (config.seconds + 0.5) + 1.5) + 25) +
-    (config.memory === 'off' ? 0 : 4 * 60);
+    (config.memory === 'off' ? 0 : 4 * 60) +
+    // Under callgrind: about 25 s to start a server, 1 ms per warm-up and 5 ms per counted request, two at a time.
+    nodes.filter(counting).length * ((runs * (25 + (config.instrWarm * 1 + config.instrRequests * 5) / 1000)) / 2);
   const header = [
     `nestjs-context benchmark — ${new Date().toISOString()}`,
     `machine: ${os.cpus()[0]?.model ?? '?'} × ${cores} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, ${os.type()} ${os.release()}`,
@@ -1091,12 +1260,44 @@ async function main() {
   const results = [];
   const micro = [];
   const budgetMs = config.maxMinutes * 60_000;
+  // Instruction counts first: they decide the budgets, and they do not depend on what else runs.
+  const counted = new Map();
+  if (!microOnly) {
+    for (const node of nodes.filter(counting)) {
+      const why = instructionsUnavailable();
+      if (why !== undefined) {
+        log(`bench: instruction counts skipped: ${why}; the budgets fall back to the wall-clock figures`);
+        counted.set(node.label, { counts: {}, errors: [`not counted: ${why}`] });
+        continue;
+      }
+      log(`\nbench: Node ${node.version}: counting instructions per request under callgrind (${config.adapters.length * config.variants.length} servers, 2 at a time; ${elapsed()})`);
+      counted.set(
+        node.label,
+        await countInstructions({
+          node: node.bin,
+          server: SERVER,
+          variants: config.variants,
+          platforms: config.adapters,
+          headers: HEADERS,
+          warm: config.instrWarm,
+          measure: config.instrRequests,
+          parallel: Math.max(1, Math.min(2, cores)),
+          cores: taskset === undefined ? undefined : [SERVER_CORE, LOAD_CORE],
+          track,
+          log,
+          deadline: startedAt + budgetMs / 2,
+        }),
+      );
+    }
+  }
   for (let i = 0; i < nodes.length; i++) {
     const node = nodes[i];
     if (!microOnly) {
       const remaining = startedAt + budgetMs - Date.now();
       const deadline = Date.now() + remaining / (nodes.length - i) - 60_000;
-      results.push(await runNode(tools, node, deadline, startedAt + budgetMs - 60_000));
+      const res = await runNode(tools, node, deadline, startedAt + budgetMs - 60_000);
+      if (counted.has(node.label)) res.instructions = counted.get(node.label);
+      results.push(res);
     }
     if (config.micro || microOnly) micro.push([node.version, runMicro(node)]);
   }

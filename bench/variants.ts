@@ -21,7 +21,7 @@ import {
 } from '@nestjs/common';
 import { APP_INTERCEPTOR, REQUEST } from '@nestjs/core';
 import { ClsModule, ClsService } from 'nestjs-cls';
-import type { Observable } from 'rxjs';
+import { Observable } from 'rxjs';
 import * as lib from './lib.js';
 import { ContextModule, ContextService, Ctx, currentContext, type ContextInit } from './lib.js';
 import { hit, probe } from './probe.js';
@@ -287,6 +287,23 @@ function handMiddleware(app: INestApplication): void {
   app.use((req: IncomingMessage, res: ServerResponse, next: () => void) => handStorage.run(handRecord(req, res), next));
 }
 
+/**
+ * Entered by a global interceptor (the design card's shape written by hand): the handler's
+ * Observable is subscribed inside the store. Fastify hands out its wrappers: the raw response takes the header.
+ */
+@Injectable()
+class HandInterceptor implements NestInterceptor {
+  /** Subscribes the handler inside a new store for this request. */
+  intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const res = ctx.getArgByIndex<ServerResponse & { raw?: ServerResponse }>(1);
+    const record = handRecord(ctx.getArgByIndex<IncomingMessage>(0), res.raw ?? res);
+    return new Observable((subscriber) => handStorage.run(record, () => next.handle().subscribe(subscriber)));
+  }
+}
+
+@Module({ controllers: [HandController], providers: [{ provide: APP_INTERCEPTOR, useClass: HandInterceptor }] })
+class HandInterceptorModule {}
+
 /** Entered by wrapping the HTTP server's own `request` listener: no framework layer at all. */
 function handListener(app: INestApplication): void {
   const server = app.getHttpServer() as Server;
@@ -338,6 +355,7 @@ export const variants: readonly Variant[] = [
   { name: 'fast-full', title: 'fastest config, full HTTP path', group: 'library', configuration: 'fast', body: 'inbound', echo: true, checks: 'trace', module: () => reading('fast', FullPathController) },
   { name: 'fast-full-out', title: 'fastest config, full HTTP path + outbound headers', group: 'library', configuration: 'fast', body: 'inbound', echo: true, checks: 'outbound', module: () => reading('fast', FullPathOutboundController) },
   { name: 'als-mw', title: 'hand-written app.use() middleware + ALS + id + header', group: 'reference', body: 'inbound', echo: true, module: () => HandModule, setup: handMiddleware },
+  { name: 'als-icpt', title: 'hand-written global interceptor + ALS + id + header', group: 'reference', body: 'inbound', echo: true, module: () => HandInterceptorModule },
   { name: 'als-listener', title: 'hand-written request-listener wrapper + ALS + id + header', group: 'reference', body: 'inbound', echo: true, module: () => HandModule, setup: handListener },
   { name: 'cls-mw', title: 'nestjs-cls, middleware mode, id generated', group: 'peer', body: 'any', echo: false, module: () => ClsMiddlewareModule },
   { name: 'req-scope', title: 'a Scope.REQUEST provider injected into the controller', group: 'peer', body: 'inbound', echo: false, module: () => RequestScopeModule },
