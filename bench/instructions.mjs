@@ -11,11 +11,9 @@
 // percent. Runs go `parallel` at a time: counts do not depend on timing.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-
-const BATCH = 16;
+import { fileURLToPath } from 'node:url';
 
 /** Why instruction counting cannot run here, or undefined when valgrind and callgrind_control are present. */
 export function instructionsUnavailable() {
@@ -27,40 +25,42 @@ export function instructionsUnavailable() {
   return undefined;
 }
 
-/** Sends `count` GET / requests in batches of 16 concurrent keep-alive requests. */
-async function drive(port, headers, count) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: BATCH });
-  // Under valgrind a batch can outlast the server's keep-alive timeout (when instrumentation starts,
-  // valgrind re-translates everything): a request on a socket the server just closed is sent again.
-  // The server's own count of served requests is the divisor, so a retry never skews the figure.
-  const one = async () => {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await once();
-      } catch (error) {
-        if (attempt === 3 || !['ECONNRESET', 'EPIPE'].includes(error?.code)) throw error;
-      }
-    }
-  };
-  const once = () =>
-    new Promise((resolve, reject) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/', headers, agent }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode));
-      });
-      req.setTimeout(60_000, () => req.destroy(new Error('no answer in 60 s')));
-      req.on('error', reject);
+/**
+ * Starts the load of one count: a client process on the server's own core (`core`) that sends
+ * `warm` requests in batches of 16 concurrent keep-alive requests, then, when `go()` is called,
+ * `count` more on the same connections. On the server's core the client writes a whole batch
+ * before the server gets the core back, so the server reads every batch in one event-loop turn, as
+ * a saturated server under wrk does (a client on another core feeds it requests one by one, and
+ * every turn of the event loop costs tens of thousands of instructions). The same connections
+ * throughout: new connections make V8 deoptimise and recompile for thousands of requests, which is
+ * warm-up, not the steady state. `warmed` resolves when the warm-up is done; `done` resolves
+ * { bad: non-200 answers, retries: counted requests sent again }.
+ */
+function load(port, headers, warm, count, core, track) {
+  const driver = fileURLToPath(new URL('./instructions-driver.mjs', import.meta.url));
+  const args = [driver, String(port), String(warm), String(count), JSON.stringify(headers)];
+  const [command, argv] = core === undefined ? [process.execPath, args] : ['taskset', ['-c', String(core), process.execPath, ...args]];
+  const child = track(spawn(command, argv, { stdio: ['pipe', 'pipe', 'pipe'] }));
+  let out = '';
+  let err = '';
+  let onWarm;
+  const warmed = new Promise((resolve) => (onWarm = resolve));
+  child.stdout.on('data', (d) => {
+    out += d;
+    if (out.startsWith('warm\n')) onWarm();
+  });
+  child.stderr.on('data', (d) => (err = (err + d).slice(-2000)));
+  child.stdin.on('error', () => undefined); // a driver that already died: `done` reports it
+  const done = new Promise((resolve, reject) => {
+    child.once('exit', (code) => {
+      const [bad, retries] = out.slice('warm\n'.length).trim().split(' ').map(Number);
+      if (code === 0) resolve({ bad, retries });
+      else reject(new Error(`load driver failed (${code}): ${err}`));
     });
-  let bad = 0;
-  try {
-    for (let sent = 0; sent < count; sent += BATCH) {
-      const statuses = await Promise.all(Array.from({ length: Math.min(BATCH, count - sent) }, one));
-      bad += statuses.filter((s) => s !== 200).length;
-    }
-  } finally {
-    agent.destroy();
-  }
-  return bad;
+  });
+  // A driver that dies during the warm-up must not leave the caller waiting for `warmed`.
+  done.catch(() => undefined).finally(onWarm);
+  return { warmed, done, go: () => child.stdin.end('go\n') };
 }
 
 /** Runs `callgrind_control <args> <pid>` and fails loudly if it could not reach the process. */
@@ -130,18 +130,6 @@ async function countOne({ node, server, variant, platform, headers, warm, measur
   const child = track(spawn(command, argv, { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: { ...process.env, NODE_ENV: 'production' } }));
   let stderr = '';
   child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-3000)));
-  const pending = new Map();
-  let nextId = 1;
-  const ask = (type) =>
-    new Promise((resolve, reject) => {
-      const id = nextId++;
-      const timer = setTimeout(() => reject(new Error(`${variant}/${platform}: no answer to ${type}`)), 60_000);
-      pending.set(id, (m) => {
-        clearTimeout(timer);
-        resolve(m);
-      });
-      child.send({ type, id });
-    });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   try {
     const port = await new Promise((resolve, reject) => {
@@ -153,23 +141,23 @@ async function countOne({ node, server, variant, platform, headers, warm, measur
         } else if (m.type === 'error') {
           clearTimeout(timer);
           reject(new Error(`${variant}/${platform} failed to start:\n${m.message}`));
-        } else if (pending.has(m.id)) {
-          pending.get(m.id)(m);
-          pending.delete(m.id);
         }
       });
       child.once('exit', (code) => reject(new Error(`${variant}/${platform} exited (${code}) under valgrind\n${stderr}`)));
     });
-    let bad = await drive(port, headers, warm);
-    const before = await ask('stats');
+    // No IPC request to the server from here on: a server that has answered one executes about a
+    // fifth more instructions per request for a long while after (V8 keeps recompiling), so the
+    // divisor is the requests the client had answered, not the server's own count.
+    const client = load(port, headers, warm, measure, core, track);
+    await client.warmed;
     control(['-i', 'on'], child.pid);
-    bad += await drive(port, headers, measure);
-    const after = await ask('stats');
+    client.go();
+    const { bad, retries } = await client.done;
     control(['-d'], child.pid);
     const { total, compiling } = await readDump(dir, Date.now() + 60_000);
-    const served = after.served - before.served;
+    if (retries > 0) throw new Error(`${retries} counted requests had to be sent again (server closed idle connections): the count would be off`);
     // Steady state: what is left once V8's one-off compilation in the window is taken out.
-    return { perRequest: (total - compiling) / served, withCompiling: total / served, served, bad };
+    return { perRequest: (total - compiling) / measure, withCompiling: total / measure, served: measure, bad };
   } finally {
     child.kill('SIGKILL');
     await exited;
