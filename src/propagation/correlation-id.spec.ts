@@ -1,0 +1,60 @@
+import { describe, expect, it } from '@jest/globals';
+import { isValidCorrelationId, readCorrelationId } from './correlation-id.js';
+
+/** The documented rule, as a regular expression: the loop must agree with it on every string. */
+const RULE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+describe('isValidCorrelationId', () => {
+  it.each([
+    ['b6a1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d', true],
+    ['a', true],
+    ['A.b_c:d-9', true],
+    ['x'.repeat(128), true],
+    ['x'.repeat(129), false],
+    ['', false],
+    ['has space', false],
+    ['semi;colon', false],
+    ['new\nline', false],
+    ['quote"', false],
+    ['ünïcode', false],
+    ['emoji-😀', false],
+    ['slash/', false],
+    ['tab\t', false],
+  ])('%j → %s', (id, valid) => {
+    expect(isValidCorrelationId(id)).toBe(valid);
+    expect(RULE.test(id)).toBe(valid);
+  });
+
+  it('agrees with the rule on every single character code up to 0x2000', () => {
+    for (let c = 0; c < 0x2000; c++) {
+      const id = `a${String.fromCharCode(c)}b`;
+      expect([c, isValidCorrelationId(id)]).toEqual([c, RULE.test(id)]);
+    }
+  });
+
+  it('agrees with the rule on random strings of every length around the limits', () => {
+    const alphabet = 'Aa0._:- /;\u00e9\u0000~';
+    let seed = 7;
+    const next = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31);
+    for (let i = 0; i < 3000; i++) {
+      const length = next() % 140;
+      let id = '';
+      for (let j = 0; j < length; j++) id += alphabet[next() % (next() % 2 === 0 ? 7 : alphabet.length)];
+      expect([id, isValidCorrelationId(id)]).toEqual([id, RULE.test(id)]);
+    }
+  });
+
+  it('rejects what is not a string instead of coercing it', () => {
+    expect(isValidCorrelationId(123 as unknown as string)).toBe(false);
+    expect(isValidCorrelationId(undefined as unknown as string)).toBe(false);
+    expect(isValidCorrelationId(['abc'] as unknown as string)).toBe(false);
+  });
+});
+
+describe('readCorrelationId', () => {
+  it('takes the first valid value among the names, a repeated header by its first value', () => {
+    const headers = { 'x-request-id': 'bad id', 'x-correlation-id': ['good-1', 'good-2'] };
+    expect(readCorrelationId(headers, ['x-request-id', 'x-correlation-id'], isValidCorrelationId)).toBe('good-1');
+    expect(readCorrelationId({}, ['x-request-id'], isValidCorrelationId)).toBeUndefined();
+  });
+});
