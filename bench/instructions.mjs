@@ -32,9 +32,8 @@ export function instructionsUnavailable() {
  * before the server gets the core back, so the server reads every batch in one event-loop turn, as
  * a saturated server under wrk does (a client on another core feeds it requests one by one, and
  * every turn of the event loop costs tens of thousands of instructions). The same connections
- * throughout: new connections make V8 deoptimise and recompile for thousands of requests, which is
- * warm-up, not the steady state. `warmed` resolves when the warm-up is done; `done` resolves
- * { bad: non-200 answers, retries: counted requests sent again }.
+ * throughout, as behind a gateway that pools them. `warmed` resolves when the warm-up is done;
+ * `done` resolves { bad: non-200 answers, retries: counted requests sent again }.
  */
 function load(port, headers, warm, count, core, track) {
   const driver = fileURLToPath(new URL('./instructions-driver.mjs', import.meta.url));

@@ -1208,9 +1208,12 @@ function render(header, results, micro) {
   if (results.length) {
     out.push(
       '',
-      results.some(pairedRun)
-        ? 'Budgets (Node 24 decides, on medians over the paired rounds of ratios to the bare NestJS running at the same time; ± is half the interquartile range)'
-        : 'Budgets (Node 24 decides, on medians of same-round ratios; ± is half the interquartile range over the rounds)',
+      (results.some((r) => r.instructions !== undefined && Object.keys(r.instructions.counts).length > 0)
+        ? 'Budgets (Node 24 decides, on instruction counts per request where counted; {wall clock: …} and Node 20 from '
+        : 'Budgets (Node 24 decides, from ') +
+        (results.some(pairedRun)
+          ? 'medians over the paired rounds of ratios to the bare NestJS running at the same time; ± is half the interquartile range)'
+          : 'medians of same-round ratios; ± is half the interquartile range over the rounds)'),
     );
     out.push(...budgets(results));
   }
