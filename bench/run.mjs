@@ -853,6 +853,14 @@ function instructionSection(results) {
  */
 const B3_FLOORS = [['ctx-none', 'als-icpt'], ['fast-none', 'als-listener']];
 const B3_BESIDE = [['ctx-none', 'noop-icpt'], ['fast-none', 'bare']];
+/** B4: each read path against the same configuration with the context never touched. */
+const B4_READS = ['ctx', 'fast'].flatMap((prefix) => ['service', 'current', 'param'].map((read) => [`${prefix}-${read}`, `${prefix}-none`]));
+/**
+ * B5: each configuration's injection against request scope in the same shape. Nest runs a
+ * request-scoped route's interceptors through its per-request path, so the default configuration's
+ * peer is request scope with one do-nothing global interceptor; the fastest configuration has none.
+ */
+const B5_PEERS = [['ctx-inject', 'req-scope-icpt'], ['fast-inject', 'req-scope']];
 
 /** One line per budget: met or not on Node 24 with its figures, Node 20's beside it. */
 function budgets(results) {
@@ -952,16 +960,13 @@ function budgets(results) {
         const parts = [];
         let ok = true;
         let any = false;
-        for (const [prefix] of [['ctx'], ['fast']]) {
-          for (const path of ['service', 'current', 'param']) {
-            const v = `${prefix}-${path}`;
-            if (!has(res, p, v, `${prefix}-none`)) continue;
-            any = true;
-            const d = pairedMedian(res, p, v, `${prefix}-none`, RATIO.cpuDelta);
-            const noise = pairedSpread(res, p, v, `${prefix}-none`, RATIO.cpuDelta);
-            ok &&= d < 2 && !failed(res, p, v);
-            parts.push(`${v} ${signed(d)} ±${fmt(noise, 1)}`);
-          }
+        for (const [v, none] of B4_READS) {
+          if (!has(res, p, v, none)) continue;
+          any = true;
+          const d = pairedMedian(res, p, v, none, RATIO.cpuDelta);
+          const noise = pairedSpread(res, p, v, none, RATIO.cpuDelta);
+          ok &&= d < 2 && !failed(res, p, v);
+          parts.push(`${v} ${signed(d)} ±${fmt(noise, 1)}`);
         }
         return any ? { ok, text: parts.join(', ') + ' µs' } : undefined;
       },
@@ -969,15 +974,12 @@ function budgets(results) {
         const parts = [];
         let ok = true;
         let any = false;
-        for (const prefix of ['ctx', 'fast']) {
-          for (const path of ['service', 'current', 'param']) {
-            const v = `${prefix}-${path}`;
-            if (!countedAll(res, p, v, `${prefix}-none`, 'bare')) continue;
-            any = true;
-            const d = iMicros(res, p, v, `${prefix}-none`);
-            ok &&= d < 2 && !failed(res, p, v);
-            parts.push(`${v} ${iDelta(res, p, v, `${prefix}-none`)}`);
-          }
+        for (const [v, none] of B4_READS) {
+          if (!countedAll(res, p, v, none, 'bare')) continue;
+          any = true;
+          const d = iMicros(res, p, v, none);
+          ok &&= d < 2 && !failed(res, p, v);
+          parts.push(`${v} ${iDelta(res, p, v, none)}`);
         }
         return any ? { ok, text: parts.join(', ') } : undefined;
       },
@@ -988,10 +990,7 @@ function budgets(results) {
         const parts = [];
         let ok = true;
         let any = false;
-        // Like for like: the default configuration has one global interceptor, and Nest runs a
-        // request-scoped route's interceptors through its per-request path, so its peer is request
-        // scope with one do-nothing global interceptor; the fastest configuration has none.
-        for (const [v, peer] of [['ctx-inject', 'req-scope-icpt'], ['fast-inject', 'req-scope']]) {
+        for (const [v, peer] of B5_PEERS) {
           if (!has(res, p, v, peer)) continue;
           any = true;
           const x = pairedMedian(res, p, v, peer, RATIO.rps);
@@ -1012,7 +1011,7 @@ function budgets(results) {
         const parts = [];
         let ok = true;
         let any = false;
-        for (const [v, peer] of [['ctx-inject', 'req-scope-icpt'], ['fast-inject', 'req-scope']]) {
+        for (const [v, peer] of B5_PEERS) {
           if (!countedAll(res, p, v, peer, 'bare')) continue;
           any = true;
           const x = iRatio(res, p, v, peer);
