@@ -182,6 +182,41 @@ describe('microservices metadata (no broker)', () => {
     expect({ ...extractCarrier(undefined, throwing, NAMES) }).toEqual({ 'x-request-id': 'env' });
   });
 
+  it('correlation id headers keep every usable candidate in priority order; trace headers the first usable value', () => {
+    const IDS = new Set(['x-request-id', 'x-correlation-id']);
+    const plain = (carrier: unknown) => ({ ...(carrier as object) });
+    // Packet metadata before the envelope; unusable values (wrong type, empty, too long) are dropped.
+    const both = {
+      getMetadata: () => ({ 'x-request-id': 'bad id', 'x-correlation-id': 42, traceparent: 'tp-meta' }),
+      [ENVELOPE_CARRIER]: { 'x-request-id': ['env-1', 7, '', 'env-2'], 'x-correlation-id': 'c-env', traceparent: 'tp-env' },
+    };
+    expect(plain(extractCarrier(undefined, both, NAMES, IDS))).toEqual({
+      'x-request-id': ['bad id', 'env-1', 'env-2'],
+      'x-correlation-id': 'c-env',
+      traceparent: 'tp-meta',
+    });
+    // A source that throws contributes nothing; the others still do.
+    const throwing = { getMetadata: () => { throw new Error('boom'); }, [ENVELOPE_CARRIER]: { 'x-request-id': 'env' } };
+    expect(plain(extractCarrier(undefined, throwing, NAMES, IDS))).toEqual({ 'x-request-id': 'env' });
+    // gRPC Metadata: every value of a repeated key for ids, the first for trace headers.
+    const grpcLike = { get: (name: string) => (name === 'traceparent' ? ['tp-1', 'tp-2'] : name === 'x-request-id' ? ['a b', 'ok'] : []), getMap: () => ({}) };
+    expect(plain(extractCarrier({}, grpcLike, NAMES, IDS))).toEqual({ 'x-request-id': ['a b', 'ok'], traceparent: 'tp-1' });
+    // NATS MsgHdrs: values() for ids (get() gives only the first value of a repeated header).
+    const nats = natsHeaders();
+    nats.append('x-request-id', 'bad id');
+    nats.append('x-request-id', 'nats-ok');
+    nats.append('traceparent', 'tp-n1');
+    nats.append('traceparent', 'tp-n2');
+    expect(plain(extractCarrier({}, { getHeaders: () => nats }, NAMES, IDS))).toEqual({ 'x-request-id': ['bad id', 'nats-ok'], traceparent: 'tp-n1' });
+    // At most 16 candidates, however many values arrive.
+    const many = Array.from({ length: 10_000 }, (_, i) => `id-${i}`);
+    const capped = extractCarrier(undefined, { [ENVELOPE_CARRIER]: { 'x-request-id': many, 'x-correlation-id': many } }, NAMES, IDS);
+    expect(capped?.['x-request-id']).toEqual(many.slice(0, 16));
+    expect(capped?.['x-correlation-id']).toEqual(many.slice(0, 16));
+    // Without `ids` every header keeps the first usable value, as before.
+    expect(plain(extractCarrier(undefined, both, NAMES))).toEqual({ 'x-request-id': 'bad id', 'x-correlation-id': 'c-env', traceparent: 'tp-meta' });
+  });
+
   it('a broker that is down fails the suite with its name and start command', async () => {
     const port = await freePort();
     await expect(requireBroker({ name: 'Redis', host: '127.0.0.1', port, start: 'redis-server --daemonize yes' })).rejects.toThrow(

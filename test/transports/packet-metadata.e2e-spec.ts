@@ -286,5 +286,26 @@ for (const spec of specs) {
       expect(got.traceId).toBe(TRACE);
       expect(got.parentId).toBe(PARENT);
     });
+
+    /** Publishes one event whose packet.metadata and envelope carry the given ids; returns what the handler saw. */
+    async function conflicting(metadataId: string, envelopeId: string): Promise<Received> {
+      const key = uniqueName('conflict');
+      const metadata = { 'x-request-id': metadataId };
+      const envelope = { 'x-request-id': envelopeId };
+      await spec.raw(`${prefix}.event`, JSON.stringify({ pattern: `${prefix}.event`, metadata, data: { __nestjs_context__: envelope, data: { key } } }));
+      const got = await log.waitFor(key);
+      expect(got.payload).toEqual({ key });
+      return got;
+    }
+
+    it('an invalid id in packet.metadata does not hide a valid one in the envelope: the first valid id wins', async () => {
+      const got = await conflicting('bad id with spaces', 'envelope-id-1');
+      expect(got.correlationId).toBe('envelope-id-1');
+    });
+
+    it('valid ids in both packet.metadata and the envelope: packet.metadata wins (NestJS 11: only the envelope exists)', async () => {
+      const got = await conflicting('metadata-id-2', 'envelope-id-2');
+      expect(got.correlationId).toBe(supported ? 'metadata-id-2' : 'envelope-id-2');
+    });
   });
 }

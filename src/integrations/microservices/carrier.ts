@@ -10,7 +10,11 @@ export const ENVELOPE_CARRIER = Symbol.for('nestjs-context:rpc-envelope-carrier'
 /** Longest single metadata value read; longer ones are ignored (a baggage header is capped at 8192 bytes). */
 const MAX_VALUE_LENGTH = 8192;
 
-type Lookup = (name: string) => unknown;
+/** Most candidates kept for one correlation id header, over all sources and repeated values. */
+const MAX_CANDIDATES = 16;
+
+/** Reads one header of a message's metadata source; `all`: every value of a repeated header, where the source can tell. */
+type Lookup = (name: string, all: boolean) => unknown;
 
 interface MetadataLike {
   get(name: string): unknown;
@@ -26,7 +30,7 @@ function isMetadataLike(value: unknown): value is MetadataLike {
 }
 
 /** Reads an own, non-prototype property of a plain record (never `__proto__` tricks). */
-function ownValue(source: unknown): Lookup | undefined {
+function ownValue(source: unknown): ((name: string) => unknown) | undefined {
   if (!isObject(source)) return undefined;
   return (name) => (Object.prototype.hasOwnProperty.call(source, name) ? source[name] : undefined);
 }
@@ -86,7 +90,9 @@ function lookupsFor(data: unknown, transport: unknown): Lookup[] {
     const headers = callMethod(transport, 'getHeaders');
     if (!isObject(headers) || typeof headers.get !== 'function') return [];
     const get = headers.get as (name: string) => unknown;
-    return [(name) => get.call(headers, name)];
+    // MsgHdrs#get gives the first value of a repeated header, #values all of them.
+    const values = typeof headers.values === 'function' ? (headers.values as (name: string) => unknown) : undefined;
+    return [(name, all) => (all && values !== undefined ? values.call(headers, name) : get.call(headers, name))];
   }
   // MQTT 5: MqttContext#getPacket().properties.userProperties.
   if (typeof transport.getPacket === 'function') {
@@ -105,22 +111,46 @@ function lookupsFor(data: unknown, transport: unknown): Lookup[] {
   return [];
 }
 
-/** One metadata value as a usable header string, or `undefined` (wrong type, empty, too long). */
+function isUsable(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && value.length <= MAX_VALUE_LENGTH;
+}
+
+/** One metadata value as a usable header string (the first of a repeated one), or `undefined` (wrong type, empty, too long). */
 function asHeader(value: unknown): string | undefined {
   const first = Array.isArray(value) ? (value as unknown[])[0] : value;
-  if (typeof first !== 'string' || first.length === 0 || first.length > MAX_VALUE_LENGTH) return undefined;
-  return first;
+  return isUsable(first) ? first : undefined;
+}
+
+/** Appends the usable values of one metadata value (each of a repeated one, in order) to `out`, up to {@link MAX_CANDIDATES}. */
+function addCandidates(value: unknown, out: string[]): void {
+  if (!Array.isArray(value)) {
+    if (isUsable(value)) out.push(value);
+    return;
+  }
+  const n = Math.min(value.length, MAX_CANDIDATES);
+  for (let i = 0; i < n && out.length < MAX_CANDIDATES; i++) {
+    const item: unknown = value[i];
+    if (isUsable(item)) out.push(item);
+  }
 }
 
 /**
  * Reads the propagation headers `names` of one inbound message from its payload and transport
  * context into a fresh, prototype-free carrier: the transport's own headers, NestJS 12 packet
- * metadata or the fallback envelope (for TCP/Redis, per header, packet metadata before envelope).
+ * metadata or the fallback envelope (for TCP/Redis, packet metadata before envelope).
+ * A header takes the first usable value over those sources — except the correlation id headers
+ * `ids`, which keep every usable value in that order (an array when there are several, at most 16),
+ * so that the first one that passes validation wins, not merely the first one present.
  * Values of the wrong type, empty or longer than 8192 characters are dropped; nothing here throws.
  * Returns `undefined` when the message carries none.
  * @internal
  */
-export function extractCarrier(data: unknown, transport: unknown, names: readonly string[]): Carrier | undefined {
+export function extractCarrier(
+  data: unknown,
+  transport: unknown,
+  names: readonly string[],
+  ids?: ReadonlySet<string>,
+): Carrier | undefined {
   let lookups: Lookup[];
   try {
     lookups = lookupsFor(data, transport);
@@ -128,13 +158,28 @@ export function extractCarrier(data: unknown, transport: unknown, names: readonl
     return undefined;
   }
   if (lookups.length === 0) return undefined;
-  const carrier: Record<string, string> = Object.create(null) as Record<string, string>;
+  const carrier: Record<string, string | readonly string[]> = Object.create(null) as Record<string, string | readonly string[]>;
   let found = false;
   for (const name of names) {
+    if (ids?.has(name) === true) {
+      const candidates: string[] = [];
+      for (const lookup of lookups) {
+        try {
+          addCandidates(lookup(name, true), candidates);
+        } catch {
+          // A source that throws has no candidates; the others still count.
+        }
+      }
+      if (candidates.length > 0) {
+        carrier[name] = candidates.length === 1 ? (candidates[0] as string) : candidates;
+        found = true;
+      }
+      continue;
+    }
     let value: string | undefined;
     for (const lookup of lookups) {
       try {
-        value = asHeader(lookup(name));
+        value = asHeader(lookup(name, false));
       } catch {
         value = undefined;
       }

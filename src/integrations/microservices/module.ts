@@ -30,8 +30,12 @@ export class MicroservicesPropagation implements OnModuleInit, OnApplicationShut
       );
     }
     const forceEnvelope = checkForceEnvelope(options, 'ContextMicroservicesModule.forRoot()');
-    const names = [...new Set([...TRACE_HEADERS, ...host.options.requestHeaders.map((name) => name.toLowerCase())])];
-    host.setExtractor('rpc', (data, transport) => extractCarrier(data, transport, names));
+    const idHeaders = host.options.requestHeaders.map((name) => name.toLowerCase());
+    const names = [...new Set([...TRACE_HEADERS, ...idHeaders])];
+    // Correlation id headers keep every candidate in priority order (the first valid one wins);
+    // trace headers keep the first usable value (W3C: one value each).
+    const ids = new Set(idHeaders.filter((name) => !TRACE_HEADERS.includes(name)));
+    host.setExtractor('rpc', (data, transport) => extractCarrier(data, transport, names, ids));
     this.unregister = registerHost(host);
     // Patch now, before Nest registers the message handlers (that happens after instantiation).
     this.installing = installMicroservicesPropagation({ forceEnvelope });
