@@ -10,5 +10,6 @@ export {
   type LogFieldSource,
   type LogFieldsOptions,
   type LogFieldValue,
+  RENAMED_FIELD_PREFIX,
 } from './fields.js';
 export { sanitizeLogValue } from './sanitize.js';

@@ -1,5 +1,5 @@
 import { ConsoleLogger, type ConsoleLoggerOptions, type LogLevel } from '@nestjs/common';
-import { LogFieldReader, type LogFields, type LogFieldsOptions } from '../../logging/fields.js';
+import { LogFieldReader, type LoggerOwnKeys, type LogFields, type LogFieldsOptions } from '../../logging/fields.js';
 
 /** Options of {@link ContextLogger}: Nest's `ConsoleLoggerOptions` plus which context fields to log. */
 export interface ContextLoggerOptions extends ConsoleLoggerOptions, LogFieldsOptions {}
@@ -30,6 +30,15 @@ interface JsonLogObject {
 const NEEDS_QUOTES = /[\s"=[\]]/;
 
 /**
+ * The keys of `ConsoleLogger`'s JSON lines, which are also the parts of its text lines. A context
+ * field or id key with one of these names is logged as `ctx_<name>`, in both modes.
+ */
+const NEST_KEYS: LoggerOwnKeys = {
+  logger: "Nest's ConsoleLogger",
+  keys: ['level', 'pid', 'timestamp', 'message', 'context', 'stack', 'error', 'params'],
+};
+
+/**
  * Renders fields as `[key=value key=value]` for text lines; values with spaces, quotes, `=` or
  * brackets are quoted. Values are sanitized already, so nothing here can break the line.
  * @internal
@@ -47,7 +56,9 @@ export function formatTextFields(fields: LogFields): string {
 /**
  * Nest's `ConsoleLogger` (text and JSON modes, every option of it) whose lines, when written inside
  * a context, carry the correlation id, trace id and span id — plus the context fields you select
- * with `contextFields`. Lines outside any context are exactly `ConsoleLogger`'s.
+ * with `contextFields`. Lines outside any context are exactly `ConsoleLogger`'s. A field named like
+ * one of the logger's own keys (`level`, `pid`, `timestamp`, `message`, `context`, `stack`, `error`,
+ * `params`) is logged as `ctx_<name>` in both modes, with a warning when the logger is created.
  *
  * Text: `[Nest] 4242  - 11/23/2025, 10:51:27 PM     LOG [OrdersService] [correlationId=abc traceId=… spanId=…] placing order`
  * JSON: `{"level":"log",…,"message":"placing order","context":"OrdersService","correlationId":"abc","traceId":"…","spanId":"…"}`
@@ -69,7 +80,7 @@ export class ContextLogger extends ConsoleLogger {
   constructor(contextOrOptions?: string | ContextLoggerOptions, options?: ContextLoggerOptions) {
     super(...([contextOrOptions, options] as [string, ConsoleLoggerOptions]));
     const own = typeof contextOrOptions === 'string' ? options : (contextOrOptions ?? options);
-    this.fieldReader = new LogFieldReader(own, 'ContextLogger');
+    this.fieldReader = new LogFieldReader(own, 'ContextLogger', NEST_KEYS);
   }
 
   /** The fields a line written here and now gets (`undefined` outside any context). */
@@ -86,7 +97,10 @@ export class ContextLogger extends ConsoleLogger {
     return text === '' ? label : `${label}${text} `;
   }
 
-  /** JSON mode: the fields as top-level keys; Nest's own keys (`level`, `message`, …) are never replaced. */
+  /**
+   * JSON mode: the fields as top-level keys. Nest's own keys (`level`, `message`, …) are never
+   * replaced: the fields named like them come as `ctx_<name>`, and flattened params keep theirs.
+   */
   protected override getJsonLogObject(message: unknown, options: JsonLogOptions): JsonLogObject {
     const object: JsonLogObject = super.getJsonLogObject(message, options);
     const fields = this.currentFields();

@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import pino from 'pino';
 import { storage, type ContextRecord } from '../../context.storage.js';
 import type { RegisteredContext } from '../../current-context.js';
-import { LogFieldReader, recordOf, type LogFields, type LogFieldsOptions } from '../../logging/fields.js';
+import { LogFieldReader, recordOf, type LoggerOwnKeys, type LogFields, type LogFieldsOptions } from '../../logging/fields.js';
 
 export * from '../../logging/public.js';
 
@@ -26,7 +26,25 @@ export interface PinoHttpContextOptions {
 }
 
 const CHINDINGS: symbol = pino.symbols.chindingsSym;
+const LEVEL_PREFIXES: symbol = pino.symbols.lsCacheSym;
+const TIME: symbol = pino.symbols.timeSym;
+const MESSAGE_KEY: symbol = pino.symbols.messageKeySym;
+const ERROR_KEY: symbol = pino.symbols.errorKeySym;
+const NESTED_KEY: symbol = pino.symbols.nestedKeySym;
 const EMPTY: LogFields = Object.freeze({}) as LogFields;
+
+/**
+ * The keys pino (`level`, `time`, `pid`, `hostname`, `msg`, `err`), pino-http (`req`, `res`,
+ * `responseTime`, `reqId`) and nestjs-pino (`context`) write by default; a context field or id key
+ * with one of these names is logged as `ctx_<name>`. The keys configured on the logger writing a
+ * line (`messageKey`, `errorKey`, `nestedKey`, `formatters.level`, `timestamp`, `base`, child
+ * bindings) are read from that logger when the line is written.
+ */
+const PINO_KEYS: LoggerOwnKeys = {
+  logger: 'pino',
+  keys: ['level', 'time', 'pid', 'hostname', 'msg', 'err', 'req', 'res', 'responseTime', 'reqId', 'context'],
+};
+const THE_LOGGER = 'the pino logger writing the line (its messageKey, errorKey, level or time key, base or a child binding)';
 
 /**
  * For each record whose ids were bound to a pino-http request logger: those ids as pino writes them
@@ -58,6 +76,63 @@ function hasIds(logger: unknown, record: ContextRecord): boolean {
   return bindingsOf(logger)?.includes(entry.mark) === true;
 }
 
+/** Adds the top-level keys of pino's JSON members text (`"a":1,"b":{…}`) to `keys`; nothing when it is not JSON. */
+function addMemberKeys(keys: Set<string>, members: string): void {
+  if (members === '') return;
+  try {
+    const parsed: unknown = JSON.parse(`{${members}}`);
+    if (parsed !== null && typeof parsed === 'object') for (const key of Object.keys(parsed)) keys.add(key);
+  } catch {
+    // not the JSON pino writes (a custom stringifier): nothing to learn from it
+  }
+}
+
+/** Every key a pino logger writes itself, read from the logger: message, error and nested keys, level and time keys, bindings. */
+function readOwnKeys(logger: Record<symbol, unknown>, chindings: string): ReadonlySet<string> {
+  const keys = new Set<string>();
+  for (const symbol of [MESSAGE_KEY, ERROR_KEY, NESTED_KEY]) {
+    const key = logger[symbol];
+    if (typeof key === 'string' && key !== '') keys.add(key);
+  }
+  const levels = logger[LEVEL_PREFIXES]; // { 30: '{"level":30', … }: how each level starts a line
+  if (levels !== null && typeof levels === 'object') {
+    for (const prefix of Object.values(levels)) if (typeof prefix === 'string') addMemberKeys(keys, prefix.slice(1));
+  }
+  const time = logger[TIME]; // the timestamp function: ',"time":1700000000000', or '' without one
+  if (typeof time === 'function') {
+    try {
+      const text: unknown = time.call(logger);
+      if (typeof text === 'string') addMemberKeys(keys, text.slice(1));
+    } catch {
+      // a throwing timestamp function breaks pino's own lines; nothing to learn here
+    }
+  }
+  addMemberKeys(keys, chindings.slice(1)); // ',"pid":1,"hostname":"h",…bindings'
+  return keys;
+}
+
+/** The keys each pino logger writes itself, with the bindings they were read from (`setBindings()` changes them). */
+const ownKeys = new WeakMap<object, { readonly chindings: string; readonly keys: ReadonlySet<string> }>();
+
+/** The keys the pino logger `logger` writes itself (read once per logger and bindings), or `undefined` for another object. */
+function ownKeysOf(logger: unknown): ReadonlySet<string> | undefined {
+  const chindings = bindingsOf(logger);
+  if (chindings === undefined) return undefined;
+  const target = logger as Record<symbol, unknown>;
+  const cached = ownKeys.get(target);
+  if (cached !== undefined && cached.chindings === chindings) return cached.keys;
+  const keys = readOwnKeys(target, chindings);
+  ownKeys.set(target, { chindings, keys });
+  return keys;
+}
+
+/** `fields` with the keys `logger` writes itself renamed `ctx_<key>` (see {@link LogFieldReader.avoid}). */
+function avoidOwnKeys(reader: LogFieldReader, fields: LogFields, logger: unknown): LogFields {
+  if (fields === EMPTY) return fields;
+  const keys = ownKeysOf(logger);
+  return keys === undefined ? fields : reader.avoid(fields, keys, THE_LOGGER);
+}
+
 /**
  * The logger pino-http writes the response line with: the last one it pushed to `res.allLogs`
  * (`res.log` may belong to someone else — Fastify sets its own), else `res.log`.
@@ -74,8 +149,8 @@ function mixinOf(reader: LogFieldReader): ContextMixin {
     // pino merges the call's own object into what the mixin returns, so it must be a fresh object
     if (record === undefined) return {};
     try {
-      if (hasIds(logger, record)) return reader.selected(record) ?? {};
-      return reader.of(record);
+      const fields = hasIds(logger, record) ? (reader.selected(record) ?? {}) : reader.of(record);
+      return avoidOwnKeys(reader, fields, logger);
     } catch {
       return {};
     }
@@ -91,9 +166,11 @@ function customPropsOf(reader: LogFieldReader): ContextCustomProps {
       const { ids } = idsFor(reader, record);
       const finishing = res?.headersSent === true;
       if (!finishing) return ids; // request start: bind the ids; the mixin adds the (changing) context fields
-      // response line: pino-http writes it with the request's logger, which may hold the ids already
-      if (hasIds(responseLoggerOf(res), record)) return inside ? EMPTY : (reader.selected(record) ?? EMPTY);
-      return inside ? ids : reader.of(record);
+      // response line: pino-http writes it with the request's logger, which may hold the ids already;
+      // what is returned here is bound to a child of that logger, so it must not take that logger's keys
+      const logger = responseLoggerOf(res);
+      if (hasIds(logger, record)) return inside ? EMPTY : avoidOwnKeys(reader, reader.selected(record) ?? EMPTY, logger);
+      return avoidOwnKeys(reader, inside ? ids : reader.of(record), logger);
     } catch {
       return EMPTY;
     }
@@ -108,7 +185,7 @@ function customPropsOf(reader: LogFieldReader): ContextCustomProps {
  * @example const logger = pino({ mixin: contextMixin({ contextFields: ['userId'] }) });
  */
 export function contextMixin<T extends object = RegisteredContext>(options?: LogFieldsOptions<T>): ContextMixin {
-  return mixinOf(new LogFieldReader(options as LogFieldsOptions<never> | undefined, 'contextMixin()'));
+  return mixinOf(new LogFieldReader(options as LogFieldsOptions<never> | undefined, 'contextMixin()', PINO_KEYS));
 }
 
 /**
@@ -122,7 +199,7 @@ export function contextMixin<T extends object = RegisteredContext>(options?: Log
  * @throws ContextConfigError when an option is unusable.
  */
 export function contextCustomProps<T extends object = RegisteredContext>(options?: LogFieldsOptions<T>): ContextCustomProps {
-  return customPropsOf(new LogFieldReader(options as LogFieldsOptions<never> | undefined, 'contextCustomProps()'));
+  return customPropsOf(new LogFieldReader(options as LogFieldsOptions<never> | undefined, 'contextCustomProps()', PINO_KEYS));
 }
 
 /**
@@ -134,6 +211,6 @@ export function contextCustomProps<T extends object = RegisteredContext>(options
  * LoggerModule.forRoot({ pinoHttp: { ...pinoHttpContext({ contextFields: ['userId'] }), level: 'info' } })
  */
 export function pinoHttpContext<T extends object = RegisteredContext>(options?: LogFieldsOptions<T>): PinoHttpContextOptions {
-  const reader = new LogFieldReader(options as LogFieldsOptions<never> | undefined, 'pinoHttpContext()');
+  const reader = new LogFieldReader(options as LogFieldsOptions<never> | undefined, 'pinoHttpContext()', PINO_KEYS);
   return { mixin: mixinOf(reader), customProps: customPropsOf(reader) };
 }

@@ -5,7 +5,7 @@
 import winston from 'winston';
 import { storage, type ContextRecord } from '../../context.storage.js';
 import type { RegisteredContext } from '../../current-context.js';
-import { LogFieldReader, type LogFieldsOptions } from '../../logging/fields.js';
+import { LogFieldReader, type LoggerOwnKeys, type LogFieldsOptions } from '../../logging/fields.js';
 
 export * from '../../logging/public.js';
 
@@ -18,8 +18,21 @@ const CALL_CONTEXT = Symbol.for('nestjs-context:winston-call-context');
 type Entry = Record<PropertyKey, unknown>;
 
 /**
+ * The keys winston and its usual formats and companions write on an entry: `level`, `message`,
+ * `timestamp`, `label`, `ms`, `metadata` (formats), `stack`, `error`, `context` (nest-winston,
+ * `format.errors()`), `exception` (`true` makes transports without `handleExceptions` drop the
+ * entry), `splat`. A context field or id key with one of these names is logged as `ctx_<name>`.
+ */
+const WINSTON_KEYS: LoggerOwnKeys = {
+  logger: 'winston',
+  keys: ['level', 'message', 'timestamp', 'label', 'ms', 'metadata', 'stack', 'error', 'context', 'exception', 'splat'],
+};
+
+/**
  * A winston format adding `{ correlationId, traceId, spanId, ...selected }` to every entry logged
- * inside a context (entries outside one are unchanged); keys the entry already has are kept.
+ * inside a context (entries outside one are unchanged); keys the entry already has (the call's
+ * metadata, `defaultMeta`) are kept. A field named like one of winston's own keys (`level`,
+ * `message`, `timestamp`, `stack`, `exception`, …) is added as `ctx_<name>`, with a warning.
  * Put it before the format that renders the entry: `format.combine(contextFormat(), format.json())`.
  *
  * The fields come from the context of the `logger.info(...)` call when `defaultMeta` is
@@ -35,7 +48,7 @@ type Entry = Record<PropertyKey, unknown>;
  * })
  */
 export function contextFormat<T extends object = RegisteredContext>(options?: LogFieldsOptions<T>): winston.Logform.Format {
-  const reader = new LogFieldReader(options as LogFieldsOptions<never> | undefined, 'contextFormat()');
+  const reader = new LogFieldReader(options as LogFieldsOptions<never> | undefined, 'contextFormat()', WINSTON_KEYS);
   const addContext = winston.format((info) => {
     const entry = info as Entry;
     try {
