@@ -10,6 +10,7 @@ import {
   Post,
   type DynamicModule,
   type INestApplication,
+  type LoggerService,
   type Type,
 } from '@nestjs/common';
 import { connect } from 'node:net';
@@ -179,3 +180,40 @@ export const HOSTILE = {
   c1: 'id\u0085NEL\u009b31mCSI\tTAB',
   long: 'L'.repeat(10_000),
 };
+
+/** One call received by {@link recordNestLogs}' logger. */
+export interface NestLogRecord {
+  level: 'log' | 'error' | 'warn' | 'debug' | 'verbose' | 'fatal';
+  message: string;
+  /** The `Logger` context the call was made with (its last argument), e.g. `'nestjs-context'`. */
+  context: unknown;
+}
+
+/**
+ * Makes a recording logger Nest's static logger (`Logger.overrideLogger`), so what the library
+ * reports through `new Logger(...)` can be read back; `restore()` puts the previous one back.
+ */
+export function recordNestLogs(): { records: NestLogRecord[]; from(context: string): NestLogRecord[]; restore(): void } {
+  const holder = Logger as unknown as { staticInstanceRef?: LoggerService };
+  const previous = holder.staticInstanceRef;
+  const records: NestLogRecord[] = [];
+  const record = (level: NestLogRecord['level']) => (message: unknown, ...params: unknown[]) => {
+    records.push({ level, message: String(message), context: params[params.length - 1] });
+  };
+  const recorder: LoggerService = {
+    log: record('log'),
+    error: record('error'),
+    warn: record('warn'),
+    debug: record('debug'),
+    verbose: record('verbose'),
+    fatal: record('fatal'),
+  };
+  Logger.overrideLogger(recorder);
+  return {
+    records,
+    from: (context) => records.filter((r) => r.context === context),
+    restore: () => {
+      holder.staticInstanceRef = previous;
+    },
+  };
+}
