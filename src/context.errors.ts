@@ -45,6 +45,26 @@ export class ContextCreationError extends ContextError {
   }
 }
 
+/**
+ * Reported (never thrown at the caller) when one of your option callbacks — `trustInbound`,
+ * `correlationId.validate`, `correlationId.generate` — throws or returns something unusable. The
+ * request it happened in answers HTTP 500 with a valid correlation id header; a message, job or
+ * manual run gets a fresh context instead. The original error is its `cause`.
+ */
+export class ContextCallbackError extends ContextError {
+  override name = 'ContextCallbackError';
+
+  /** Builds the error for the option `option`, saying what went wrong and how to fix it. */
+  static create(option: string, problem: string, cause?: unknown): ContextCallbackError {
+    return new ContextCallbackError(
+      `ContextModule: your ${option} callback ${problem}. The request got a fresh correlation id and no inbound ` +
+        `propagation data was used. Make ${option} total: return a value of the documented type for every input ` +
+        `(catch inside it and return a safe answer).`,
+      cause === undefined ? undefined : { cause },
+    );
+  }
+}
+
 /** Describes a value for an error message without dumping it whole. @internal */
 export function describe(value: unknown): string {
   if (value === null) return 'null';

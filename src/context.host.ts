@@ -1,12 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Inject, Injectable, Optional, type ExecutionContext, type Type } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional, type ExecutionContext, type Type } from '@nestjs/common';
 import { CONTEXT_CLASS, CONTEXT_HOST_SLOT, CONTEXT_MODULE_OPTIONS, RECORD_KEY } from './context.constants.js';
 import { resolveOptions, type ResolvedContextOptions } from './context.options.js';
 import { ContextRecord, storage, type Carrier } from './context.storage.js';
 import type { Trust } from './context.options.js';
 import type { ContextSource } from './interfaces/context-init.interface.js';
 import type { ContextModuleOptions } from './interfaces/context-module-options.interface.js';
-import { readCorrelationId } from './propagation/correlation-id.js';
+import { generateCorrelationId, readCorrelationId } from './propagation/correlation-id.js';
+import { ContextCallbackError } from './context.errors.js';
+import { describeError } from './context.options.js';
 import type { HttpEnter } from './context.mount.js';
 
 /** A request object as the adapters hand it out: Node's own, or Fastify's wrapper with `.raw`. */
@@ -21,6 +23,8 @@ export type CarrierExtractor = (data: unknown, transport: unknown) => Carrier | 
 /** Where the module's request-scoped provider finds its host (see `CONTEXT_HOST_SLOT`). @internal */
 export interface HostSlot<T extends object = object> {
   host?: ContextHost<T>;
+  /** Whether the module mounted its global interceptor (which turns a failed HTTP entry into a 500). */
+  interceptor?: boolean;
 }
 
 /** Options of {@link ContextHost.create}. @internal */
@@ -38,6 +42,11 @@ export interface OpenOptions<T> {
 @Injectable()
 export class ContextHost<T extends object = object> {
   readonly options: ResolvedContextOptions<T>;
+  /**
+   * Whether the HTTP entry itself answers a request whose entry failed (500), because no interceptor
+   * of this module will (see {@link ContextRecord.failure}).
+   */
+  readonly answersFailures: boolean;
   private readonly extractors = new Map<ContextSource, CarrierExtractor>();
 
   constructor(
@@ -46,6 +55,7 @@ export class ContextHost<T extends object = object> {
     @Optional() @Inject(CONTEXT_HOST_SLOT) slot?: HostSlot<T>,
   ) {
     this.options = resolveOptions(contextClass, options);
+    this.answersFailures = slot?.interceptor === false;
     if (slot !== undefined && slot !== null) slot.host = this;
   }
 
@@ -72,7 +82,14 @@ export class ContextHost<T extends object = object> {
     record.echoed = true;
     const name = this.options.responseHeader;
     const out = res.raw ?? res;
-    if (name !== undefined && out.headersSent === false) out.setHeader?.(name, record.correlationId);
+    if (name === undefined || out.headersSent !== false) return;
+    try {
+      out.setHeader?.(name, record.correlationId);
+    } catch (error) {
+      // Unreachable with the library's checks (ids are header-safe); a response object of another
+      // framework could still refuse the header: the request goes on without the echo.
+      reportFailure(ContextCallbackError.create('response header echo', `failed: ${describeError(error)}`, error));
+    }
   }
 
   /**
@@ -137,6 +154,14 @@ export class ContextHost<T extends object = object> {
    * request a predicate policy trusts nothing).
    */
   fromCarrier(carrier: Carrier, source: ContextSource, request?: IncomingMessage): ContextRecord<T> {
+    try {
+      return this.readCarrier(carrier, source, request);
+    } catch (error) {
+      return this.failed(source, request, error);
+    }
+  }
+
+  private readCarrier(carrier: Carrier, source: ContextSource, request?: IncomingMessage): ContextRecord<T> {
     const o = this.options;
     if (o.trustsAll) {
       const id = readCorrelationId(carrier, o.requestHeaders, o.validate);
@@ -154,12 +179,50 @@ export class ContextHost<T extends object = object> {
     );
   }
 
-  /** Creates a record outside HTTP (manual runs, jobs, messages without metadata). */
+  /**
+   * The record of an entry whose option callback failed: a default id, no inbound data, the failure
+   * reported once through Nest's logger. On HTTP the failure is kept on the record, so that the
+   * request answers 500 (see {@link ContextRecord.failure}); other entries just go on in it.
+   */
+  private failed(source: ContextSource, request: IncomingMessage | undefined, error: unknown): ContextRecord<T> {
+    const failure = asCallbackError(error);
+    reportFailure(failure);
+    const record = new ContextRecord<T>(this.options, generateCorrelationId(), source, request, undefined, undefined);
+    if (source === 'http') record.failure = failure;
+    return record;
+  }
+
+  /** Creates a record outside HTTP (manual runs, jobs, messages without metadata). Never throws for a failing generator. */
   create(options: OpenOptions<T> = {}): ContextRecord<T> {
-    const id = options.correlationId ?? this.options.generate();
+    const id = options.correlationId ?? this.generate();
     const given = options.context === undefined ? undefined : this.options.fill(options.context, id);
     return new ContextRecord<T>(this.options, id, options.source ?? 'manual', undefined, undefined, undefined, given);
   }
+
+  /** A fresh correlation id from the app's generator; the default one (reported) when that fails. */
+  generate(): string {
+    try {
+      return this.options.generate();
+    } catch (error) {
+      reportFailure(asCallbackError(error));
+      return generateCorrelationId();
+    }
+  }
+}
+
+const logger = new Logger('ContextModule');
+
+/** Logs a failed option callback once, with its stack, through Nest's logger. @internal */
+export function reportFailure(error: Error): void {
+  const cause = (error as { cause?: unknown }).cause;
+  const stack = cause instanceof Error && cause.stack !== undefined ? cause.stack : error.stack;
+  logger.error(error.message, stack);
+}
+
+function asCallbackError(error: unknown): ContextCallbackError {
+  return error instanceof ContextCallbackError
+    ? error
+    : ContextCallbackError.create('context entry', `failed: ${describeError(error)}`, error);
 }
 
 /** Evaluates trust predicates at most once per distinct predicate for one request. */

@@ -1,4 +1,4 @@
-import { Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import { Injectable, InternalServerErrorException, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import { Observable } from 'rxjs';
 import { ContextHost } from './context.host.js';
 import { storage } from './context.storage.js';
@@ -8,6 +8,10 @@ import { storage } from './context.storage.js';
  * usually entered already (before the pipeline) and this costs one lookup; where it is not (the
  * `middleware` option off, non-HTTP handlers, or a framework that lost it), the handler's Observable
  * is subscribed inside the context, and unsubscribing cancels the handler.
+ *
+ * A request whose entry failed (an option callback threw; already logged with its stack) is answered
+ * here with an `InternalServerErrorException` whose `cause` is the failure, through Nest's exception
+ * layer and your filters; being an HTTP exception, Nest does not log it a second time.
  */
 @Injectable()
 export class ContextInterceptor implements NestInterceptor {
@@ -15,6 +19,7 @@ export class ContextInterceptor implements NestInterceptor {
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
     const record = this.host.forExecution(ctx);
+    if (record.failure !== undefined) throw new InternalServerErrorException(undefined, { cause: record.failure });
     if (storage.getStore() === record) return next.handle();
     return new Observable((subscriber) => storage.run(record, () => next.handle().subscribe(subscriber)));
   }

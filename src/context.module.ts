@@ -82,6 +82,6 @@ export class ContextModule implements NestModule, OnModuleDestroy {
 
   /** Enters the context of every HTTP request before the framework sees it (called by Nest during `app.init()`). */
   configure(_consumer: MiddlewareConsumer): void {
-    if (this.host.options.middleware) this.unmount = mountContext(this.adapterHost?.httpAdapter, this.host.enterHttp, this.host.options);
+    if (this.host.options.middleware) this.unmount = mountContext(this.adapterHost?.httpAdapter, this.host.enterHttp, this.host.options, this.host.answersFailures);
   }
 }

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { InternalServerErrorException } from '@nestjs/common';
 import type { AbstractHttpAdapter } from '@nestjs/core';
 import { RECORD_KEY } from './context.constants.js';
 import { storage, type ContextRecord } from './context.storage.js';
@@ -17,7 +18,7 @@ interface ServerLike {
   removeListener(event: 'request', listener: Listener): unknown;
   prependListener(event: 'request', listener: Listener): unknown;
 }
-type HookDone = (error?: Error) => void;
+type HookDone = (error?: unknown) => void;
 type RawRequest = IncomingMessage & { [RECORD_KEY]?: ContextRecord };
 type RawHolder = { raw: RawRequest };
 interface FastifyLike {
@@ -68,41 +69,65 @@ export function mountEntry(adapter: AbstractHttpAdapter | undefined, entry: Entr
  * Returns the undo, run when the app closes.
  * @internal
  */
-export function mountContext(adapter: AbstractHttpAdapter | undefined, enter: HttpEnter, config: object): Unmount {
+export function mountContext(adapter: AbstractHttpAdapter | undefined, enter: HttpEnter, config: object, answerFailures: boolean): Unmount {
   if (adapter === undefined || adapter === null) return NOTHING;
   const type = adapter.getType();
   if (type === 'express') {
     const app = adapter.getInstance<ExpressLike>();
-    if (typeof app.handle === 'function') return wrapExpressHandle(app, enter);
+    if (typeof app.handle === 'function') return wrapExpressHandle(app, enter, answerFailures);
   } else if (type === 'fastify') {
-    const unmount = wrapFastify(adapter, enter, config);
+    const unmount = wrapFastify(adapter, enter, config, answerFailures);
     if (unmount !== undefined) return unmount;
   }
-  const enterOnce = enterUnlessEntered(enter, config);
-  adapter.use((req: IncomingMessage, res: ServerResponse, next: () => void) => enterOnce(req, res, next));
+  const enterOnce = enterUnlessEntered(enter, config, answerFailures);
+  adapter.use((req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => enterOnce(req, res, next));
   return NOTHING;
+}
+
+/** Nest's own body for an unexpected error, as its default exception filter writes it. */
+const FAILURE_BODY = JSON.stringify({ statusCode: 500, message: 'Internal server error' });
+
+/**
+ * Answers a request whose entry failed with Nest's default 500 (the correlation id header is already
+ * set), when no interceptor of the module is there to throw it into Nest's exception layer.
+ */
+function answerFailure(res: ServerResponse): void {
+  if (res.headersSent || res.writableEnded) return;
+  res.statusCode = 500;
+  res.setHeader('content-type', 'application/json; charset=utf-8');
+  res.setHeader('content-length', Buffer.byteLength(FAILURE_BODY));
+  res.end(FAILURE_BODY);
 }
 
 /**
  * `(req, res, next)` that runs `next` inside the request's context, entering it unless this app's
  * entry already did (the fallbacks behind a wrapped server or app function).
  */
-function enterUnlessEntered(enter: HttpEnter, config: object): (req: RawRequest, res: ServerResponse, next: () => void) => void {
+function enterUnlessEntered(
+  enter: HttpEnter,
+  config: object,
+  answerFailures: boolean,
+): (req: RawRequest, res: ServerResponse, next: (error?: unknown) => void) => void {
   return (req, res, next) => {
-    const record = req[RECORD_KEY];
-    if (record !== undefined && record.config === config) next();
-    else storage.run(enter(req, res), next);
+    const entered = req[RECORD_KEY];
+    if (entered !== undefined && entered.config === config) return next();
+    const record = enter(req, res);
+    // The framework's error path answers 500 (the id header is set already).
+    if (record.failure !== undefined && answerFailures) return next(new InternalServerErrorException(undefined, { cause: record.failure }));
+    storage.run(record, next);
   };
 }
 
-function wrapExpressHandle(app: ExpressLike, enter: HttpEnter): Unmount {
+function wrapExpressHandle(app: ExpressLike, enter: HttpEnter, answerFailures: boolean): Unmount {
   const original = app.handle as NonNullable<ExpressLike['handle']>;
   let active = true;
   const call = (self: unknown, req: IncomingMessage, res: ServerResponse, callback: unknown): unknown =>
     original.call(self, req, res, callback);
   const handle = function (this: unknown, req: IncomingMessage, res: ServerResponse, callback?: unknown): unknown {
     if (!active) return original.call(this, req, res, callback);
-    return storage.run(enter(req, res), call, this, req, res, callback);
+    const record = enter(req, res);
+    if (record.failure !== undefined && answerFailures) return answerFailure(res);
+    return storage.run(record, call, this, req, res, callback);
   };
   app.handle = handle;
   return () => {
@@ -111,13 +136,13 @@ function wrapExpressHandle(app: ExpressLike, enter: HttpEnter): Unmount {
   };
 }
 
-function wrapFastify(adapter: AbstractHttpAdapter, enter: HttpEnter, config: object): Unmount | undefined {
+function wrapFastify(adapter: AbstractHttpAdapter, enter: HttpEnter, config: object, answerFailures: boolean): Unmount | undefined {
   const server = adapter.getHttpServer() as ServerLike | undefined;
   const instance = adapter.getInstance<FastifyLike>();
   if (server === undefined || typeof server?.listeners !== 'function' || typeof instance?.addHook !== 'function') return undefined;
   const listeners = server.listeners('request');
   if (listeners.length !== 1) return undefined;
-  const enterOnce = enterUnlessEntered(enter, config);
+  const enterOnce = enterUnlessEntered(enter, config, answerFailures);
   try {
     // Requests that bypass the server (inject(), serverless handlers) are entered here instead.
     instance.addHook('onRequest', (request, reply, done) => enterOnce(request.raw, reply.raw, done));
@@ -128,7 +153,9 @@ function wrapFastify(adapter: AbstractHttpAdapter, enter: HttpEnter, config: obj
   let active = true;
   const listener: Listener = (req, res) => {
     if (!active) return handler(req, res);
-    storage.run(enter(req, res), handler, req, res);
+    const record = enter(req, res);
+    if (record.failure !== undefined && answerFailures) return answerFailure(res);
+    storage.run(record, handler, req, res);
   };
   server.removeListener('request', handler);
   server.prependListener('request', listener);

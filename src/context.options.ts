@@ -1,11 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Type } from '@nestjs/common';
 import { DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADER } from './context.constants.js';
-import { ContextConfigError, ContextCreationError, describe } from './context.errors.js';
+import { ContextCallbackError, ContextConfigError, ContextCreationError, describe } from './context.errors.js';
 import type { ContextFactory } from './interfaces/context-init.interface.js';
 import type { ContextModuleOptions, TrustInbound } from './interfaces/context-module-options.interface.js';
 import type { BaggageOptions, TraceOptions } from './interfaces/propagation-options.interface.js';
-import { generateCorrelationId, isValidCorrelationId } from './propagation/correlation-id.js';
+import { generateCorrelationId, isHeaderValue, isValidCorrelationId } from './propagation/correlation-id.js';
 
 /** The options with every default filled in and every value checked. @internal */
 export interface ResolvedContextOptions<T extends object> {
@@ -14,7 +14,9 @@ export interface ResolvedContextOptions<T extends object> {
   fill(context: T, correlationId: string): T;
   readonly requestHeaders: readonly string[];
   readonly responseHeader: string | undefined;
+  /** Accepts an id; a user validator is wrapped so that it also rejects what cannot be echoed. Throws only {@link ContextCallbackError}. */
   readonly validate: (id: string) => boolean;
+  /** Makes an id that can always be echoed; throws only {@link ContextCallbackError}. */
   readonly generate: () => string;
   /** `undefined` when every request is trusted, `false` when none is, else a predicate. */
   readonly trustCorrelationId: Trust;
@@ -59,7 +61,7 @@ function checkFunction<F>(value: unknown, option: string, fallback: F): F {
 function resolveTrust(value: TrustInbound | undefined, option: string): Trust {
   if (value === undefined || value === true) return undefined;
   if (value === false) return false;
-  if (typeof value === 'function') return value;
+  if (typeof value === 'function') return checkedTrust(value, option);
   throw ContextConfigError.create(
     `option ${option} must be true, false or a function of the request, got ${describe(value)}`,
     'See TrustInbound in the README.',
@@ -143,7 +145,7 @@ export function resolveOptions<T extends object>(
     fill,
     requestHeaders: requestHeaders.map((name, i) => checkHeaderName(name, `correlationId.requestHeaders[${i}]`)),
     responseHeader: responseHeader === false ? undefined : checkHeaderName(responseHeader, 'correlationId.responseHeader'),
-    validate: checkFunction(cid.validate, 'correlationId.validate', isValidCorrelationId),
+    validate: checkedValidator(checkFunction(cid.validate, 'correlationId.validate', isValidCorrelationId)),
     generate: generate === generateCorrelationId ? generate : checkedGenerator(generate),
     trustCorrelationId,
     trustTrace,
@@ -219,10 +221,75 @@ function resolveBaggageFields(fields: BaggageOptions['fields']): readonly (reado
   return pairs;
 }
 
-/** A user generator that returns something other than a non-empty string falls back to a UUID. */
+/** Longest id a user generator may return (it is echoed as a header and sent on every outgoing call). */
+const MAX_GENERATED_ID_LENGTH = 1024;
+
+/**
+ * A user generator, checked: what it throws, and any return that is not a non-empty string that can
+ * be sent as a header value (at most 1024 characters), become a {@link ContextCallbackError}.
+ */
 function checkedGenerator(generate: () => string): () => string {
   return () => {
-    const id: unknown = generate();
-    return typeof id === 'string' && id.length > 0 ? id : generateCorrelationId();
+    let id: unknown;
+    try {
+      id = generate();
+    } catch (error) {
+      throw ContextCallbackError.create('correlationId.generate', `threw ${describeError(error)}`, error);
+    }
+    if (typeof id !== 'string' || id.length === 0 || id.length > MAX_GENERATED_ID_LENGTH || !isHeaderValue(id)) {
+      throw ContextCallbackError.create(
+        'correlationId.generate',
+        `returned ${describe(id)}, which cannot be a correlation id (a non-empty string of at most ` +
+          `${MAX_GENERATED_ID_LENGTH} characters that can be sent as an HTTP header value: no control characters)`,
+      );
+    }
+    return id;
   };
+}
+
+/**
+ * A user validator, checked: it accepts an id only by returning `true`, and never an id that cannot be
+ * echoed as a header value; what it throws becomes a {@link ContextCallbackError}. The default
+ * validator is used as it is (it only accepts header-safe ids).
+ */
+function checkedValidator(validate: (id: string) => boolean): (id: string) => boolean {
+  if (validate === isValidCorrelationId) return validate;
+  return (id) => {
+    let ok: unknown;
+    try {
+      ok = validate(id);
+    } catch (error) {
+      throw ContextCallbackError.create('correlationId.validate', `threw ${describeError(error)}`, error);
+    }
+    return ok === true && typeof id === 'string' && isHeaderValue(id);
+  };
+}
+
+/** A user trust predicate, checked: only `true` trusts; what it throws becomes a {@link ContextCallbackError}. */
+function checkedTrust(trust: (request: IncomingMessage) => boolean, option: string): (request: IncomingMessage) => boolean {
+  // One wrapper per predicate and option name, so that a predicate shared by the three sections is
+  // still evaluated once per request (the host caches by predicate identity).
+  let byOption = checkedTrusts.get(trust);
+  if (byOption === undefined) checkedTrusts.set(trust, (byOption = new Map()));
+  let checked = byOption.get(option);
+  if (checked === undefined) byOption.set(option, (checked = makeCheckedTrust(trust, option)));
+  return checked;
+}
+
+const checkedTrusts = new WeakMap<(request: IncomingMessage) => boolean, Map<string, (request: IncomingMessage) => boolean>>();
+
+function makeCheckedTrust(trust: (request: IncomingMessage) => boolean, option: string): (request: IncomingMessage) => boolean {
+  return (request) => {
+    try {
+      return trust(request) === true;
+    } catch (error) {
+      throw ContextCallbackError.create(option, `threw ${describeError(error)}`, error);
+    }
+  };
+}
+
+/** `TypeError: message` for an error, else a short description. @internal */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) return `${error.name}: ${error.message.slice(0, 200)}`;
+  return describe(error);
 }

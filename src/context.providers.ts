@@ -13,7 +13,7 @@ import { ContextConfigError } from './context.errors.js';
 
 /** Providers shared by `forRoot` and `forRootAsync`. @internal */
 export function createContextProviders<T extends object>(contextClass: Type<T>, interceptor: boolean): Provider[] {
-  const slot: HostSlot<T> = {};
+  const slot: HostSlot<T> = { interceptor };
   const providers: Provider[] = [
     { provide: CONTEXT_CLASS, useValue: contextClass },
     { provide: CONTEXT_HOST_SLOT, useValue: slot },

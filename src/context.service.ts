@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { ContextError, ContextNotActiveError } from './context.errors.js';
-import { ContextHost } from './context.host.js';
+import { ContextHost, reportFailure } from './context.host.js';
 import { storage } from './context.storage.js';
 import type { RegisteredContext } from './current-context.js';
 import type { BaggageMember, TraceInfo } from './interfaces/trace-info.interface.js';
@@ -33,9 +33,22 @@ export class ContextService<T extends object = RegisteredContext> {
     return record.context as T;
   }
 
-  /** The context of the current request, or `undefined` outside a context. Never throws for that. */
+  /**
+   * The context of the current request, or `undefined` outside a context and when your context class
+   * or factory failed to build it. Never throws — for exception filters and loggers, which must work
+   * on exactly those error paths. A build that fails here is logged once through Nest's logger; `get()`
+   * and the other access paths rethrow it. The correlation id stays readable through
+   * {@link correlationId} either way.
+   */
   getOrUndefined(): T | undefined {
-    return storage.getStore()?.context as T | undefined;
+    const record = storage.getStore();
+    if (record === undefined || record.failed) return undefined;
+    try {
+      return record.context as T;
+    } catch (error) {
+      reportFailure(error instanceof Error ? error : new Error(String(error)));
+      return undefined;
+    }
   }
 
   /** The correlation id of the current context, or `undefined` outside one. Does not build the context. */

@@ -32,6 +32,11 @@ export class ContextRecord<T extends object = object> {
   private members: readonly BaggageMember[] | undefined;
   /** Whether the correlation id was echoed on the response (HTTP only). */
   echoed = false;
+  /**
+   * Set when an option callback failed while this HTTP request was entered (the record then has a
+   * default id and no inbound data): the interceptor, or the entry when there is none, answers 500.
+   */
+  failure: Error | undefined = undefined;
 
   constructor(
     /** The app's resolved options (shared by all its records). */
@@ -56,6 +61,11 @@ export class ContextRecord<T extends object = object> {
   /** Whether the user's context object exists yet (it is built on first read). */
   get created(): boolean {
     return this.state === CREATED;
+  }
+
+  /** Whether building the user's context object failed (every read of {@link context} rethrows the error). */
+  get failed(): boolean {
+    return this.state === FAILED;
   }
 
   /** The user's context object, built on the first read; a failed build is rethrown on every read. */

@@ -105,9 +105,11 @@ describe.each(platforms)('correlation id options (%s)', (_name, makeAdapter) => 
     expect((await http.get('/id').set('x-request-id', 'in-2')).body.id).not.toBe('in-2');
   });
 
-  it('a generator that returns garbage falls back to a UUID', async () => {
+  it('a generator that returns garbage gets the request a 500 with a default UUID (see test/hardening)', async () => {
     const http = await boot({ correlationId: { generate: () => '' } });
-    expect((await http.get('/id')).body.id).toMatch(/^[0-9a-f-]{36}$/);
+    const res = await http.get('/id');
+    expect(res.status).toBe(500);
+    expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   it('a factory option builds the context, and the id field is filled when left undefined', async () => {

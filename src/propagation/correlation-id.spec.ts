@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { isValidCorrelationId, readCorrelationId } from './correlation-id.js';
+import { isHeaderValue, isValidCorrelationId, readCorrelationId } from './correlation-id.js';
 
 /** The documented rule, as a regular expression: the loop must agree with it on every string. */
 const RULE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -58,3 +58,31 @@ describe('readCorrelationId', () => {
     expect(readCorrelationId({}, ['x-request-id'], isValidCorrelationId)).toBeUndefined();
   });
 });
+
+describe('readCorrelationId: the first valid value wins, whatever the source', () => {
+  const names = ['x-request-id', 'x-correlation-id'];
+  it.each([
+    ['a joined repeated header: its first valid part', { 'x-request-id': 'first-1, second-2' }, 'first-1'],
+    ['a joined header whose first part is invalid', { 'x-request-id': 'bad value, second-2' }, 'second-2'],
+    ['an array: every element in order', { 'x-request-id': ['bad value', 'good-3'] }, 'good-3'],
+    ['an array element that is itself joined', { 'x-request-id': ['bad value, good-4'] }, 'good-4'],
+    ['non-string array elements are skipped', { 'x-request-id': [1, null, 'good-5'] as unknown as string[] }, 'good-5'],
+    ['nothing valid anywhere falls to the next header', { 'x-request-id': 'a b, c d', 'x-correlation-id': 'ok-6' }, 'ok-6'],
+    ['empty parts are skipped', { 'x-request-id': ', ,ok-7' }, 'ok-7'],
+    ['nothing valid at all', { 'x-request-id': ' , ' }, undefined],
+  ])('%s', (_label, headers, expected) => {
+    expect(readCorrelationId(headers, names, isValidCorrelationId)).toBe(expected);
+  });
+
+  it('a validator that accepts the whole joined value gets it whole', () => {
+    expect(readCorrelationId({ 'x-request-id': 'a, b' }, names, () => true)).toBe('a, b');
+  });
+});
+
+describe('isHeaderValue', () => {
+  it('accepts what Node can send as a header value and nothing else', () => {
+    expect(isHeaderValue('abc-1 \t\u00e9\u00ff')).toBe(true);
+    for (const bad of ['a\nb', 'a\rb', '\u0000', '\u007f', '\u0100', '\u{1F600}']) expect(isHeaderValue(bad)).toBe(false);
+  });
+});
+

@@ -26,8 +26,13 @@ export function generateCorrelationId(): string {
 }
 
 /**
- * Returns the first value among `names` (lower-case header names) that passes `validate`,
- * or `undefined`. A header sent several times counts by its first value.
+ * Returns the first valid correlation id among the headers `names` (lower-case), or `undefined`.
+ *
+ * The rule, for every source alike: **the first value that passes `validate` wins**. Headers are
+ * tried in the order of `names`; a header that holds several values — an array (message metadata
+ * with candidates from several places, in priority order) or a string joined from repeated HTTP
+ * headers (`a, b`, as Node joins them) — is tried value by value: the whole string first (your
+ * validator may accept commas), then its comma-separated parts, trimmed.
  */
 export function readCorrelationId(
   headers: Readonly<Record<string, string | readonly string[] | undefined>>,
@@ -35,10 +40,43 @@ export function readCorrelationId(
   validate: (id: string) => boolean,
 ): string | undefined {
   for (let i = 0; i < names.length; i++) {
-    let value = headers[names[i] as string];
+    const value = headers[names[i] as string];
     if (value === undefined) continue;
-    if (typeof value !== 'string') value = value[0];
-    if (typeof value === 'string' && validate(value)) return value;
+    if (typeof value === 'string') {
+      if (validate(value)) return value;
+      const part = firstValidPart(value, validate);
+      if (part !== undefined) return part;
+    } else if (Array.isArray(value)) {
+      for (const item of value as readonly unknown[]) {
+        if (typeof item !== 'string') continue;
+        if (validate(item)) return item;
+        const part = firstValidPart(item, validate);
+        if (part !== undefined) return part;
+      }
+    }
   }
   return undefined;
+}
+
+/** The first comma-separated, trimmed part of `value` that passes `validate` (only when there are several parts). */
+function firstValidPart(value: string, validate: (id: string) => boolean): string | undefined {
+  if (!value.includes(',')) return undefined;
+  for (const raw of value.split(',')) {
+    const part = raw.trim();
+    if (part !== '' && validate(part)) return part;
+  }
+  return undefined;
+}
+
+/**
+ * Whether `value` can be sent as an HTTP header value as it is (Node's `setHeader` accepts it):
+ * tab, printable ASCII and bytes 0x80–0xFF only. @internal
+ */
+export function isHeaderValue(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 9) continue;
+    if (c < 0x20 || c === 0x7f || c > 0xff) return false;
+  }
+  return true;
 }
