@@ -11,7 +11,7 @@ export {
   type ContextRegistry,
   type RegisteredContext,
 } from './current-context.js';
-export { ContextError, ContextNotActiveError, ContextConfigError, ContextCreationError } from './context.errors.js';
+export { ContextError, ContextNotActiveError, ContextConfigError, ContextCreationError, ContextCallbackError } from './context.errors.js';
 export { CONTEXT_MODULE_OPTIONS, DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADER } from './context.constants.js';
 export { isValidCorrelationId, generateCorrelationId } from './propagation/correlation-id.js';
 export * from './interfaces/index.js';
