@@ -63,14 +63,29 @@ interface Binding {
 const bindings = new AppBindings<Binding>();
 
 function isJob(value: unknown): value is JobLike {
-  return typeof value === 'object' && value !== null && 'data' in value && 'opts' in value && 'id' in value;
+  if (typeof value !== 'object' || value === null) return false;
+  try {
+    return 'data' in value && 'opts' in value && 'id' in value;
+  } catch {
+    // A Proxy whose `has` trap throws is no job this integration can read.
+    return false;
+  }
 }
 
 /**
  * Reads a job's context metadata; `undefined` when it has none or when it is malformed in any way
- * (not a plain object of at most 16 string values of sane length).
+ * (not a plain object of at most 16 string values of sane length, or not readable at all: a getter
+ * that throws, a revoked Proxy). Never throws.
  */
 export function readJobContext(job: { opts?: unknown } | undefined | null): Readonly<Record<string, string>> | undefined {
+  try {
+    return readMetadata(job);
+  } catch {
+    return undefined;
+  }
+}
+
+function readMetadata(job: { opts?: unknown } | undefined | null): Readonly<Record<string, string>> | undefined {
   const opts = job?.opts;
   if (typeof opts !== 'object' || opts === null) return undefined;
   const meta = (opts as Record<string, unknown>)[JOB_CONTEXT_OPTION];
@@ -102,12 +117,25 @@ function recordFromCarrier(host: ContextHost, carrier: Carrier): ContextRecord {
  * object and so gets a new record with the same correlation and trace id and its own span id.
  */
 function recordForJob(host: ContextHost, job: JobLike, trust: boolean): ContextRecord {
-  const anchored = job[JOB_RECORD];
+  const anchored = anchoredRecord(job);
   if (anchored !== undefined && anchored.config === host.options) return anchored;
   const carrier = trust ? readJobContext(job) : undefined;
   const record = carrier === undefined ? host.create({ source: JOB_CONTEXT_SOURCE }) : recordFromCarrier(host, carrier);
-  Object.defineProperty(job, JOB_RECORD, { value: record, configurable: true, writable: true, enumerable: false });
+  try {
+    Object.defineProperty(job, JOB_RECORD, { value: record, configurable: true, writable: true, enumerable: false });
+  } catch {
+    // A frozen (or exotic) job object cannot hold the record: its worker events get their own.
+  }
   return record;
+}
+
+function anchoredRecord(job: JobLike): ContextRecord | undefined {
+  try {
+    const anchored = job[JOB_RECORD];
+    return anchored instanceof ContextRecord ? anchored : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -30,14 +30,51 @@ function bindResult(result: unknown, record: ContextRecord): unknown {
 function isRequestContextHost(value: unknown): boolean {
   if (value === null || typeof value !== 'object') return false;
   const host = value as Record<string, unknown>;
-  return (
-    'pattern' in host &&
-    'data' in host &&
-    'context' in host &&
-    typeof host.getPattern === 'function' &&
-    typeof host.getData === 'function' &&
-    typeof host.getContext === 'function'
-  );
+  try {
+    return (
+      'pattern' in host &&
+      'data' in host &&
+      'context' in host &&
+      typeof host.getPattern === 'function' &&
+      typeof host.getData === 'function' &&
+      typeof host.getContext === 'function'
+    );
+  } catch {
+    // A Proxy whose traps throw, or a getter that throws: not Nest's host.
+    return false;
+  }
+}
+
+/**
+ * Unwraps a fallback envelope in place: `args[at]` becomes its data and its headers are left on the
+ * transport context for the extractor. An envelope whose data cannot be read (a getter that throws)
+ * is left as it is; one whose headers cannot be read, or whose transport context cannot hold them
+ * (frozen), carries none.
+ */
+function unwrapEnvelope(args: unknown[], at: number): void {
+  const data = args[at];
+  let payload: unknown;
+  try {
+    if (!isEnvelope(data)) return;
+    payload = data.data;
+  } catch {
+    return;
+  }
+  let carried: unknown;
+  try {
+    carried = data[CONTEXT_ENVELOPE_KEY] ?? null;
+  } catch {
+    carried = null;
+  }
+  const transport = args[at + 1];
+  if (transport !== null && typeof transport === 'object') {
+    try {
+      (transport as { [ENVELOPE_CARRIER]?: unknown })[ENVELOPE_CARRIER] = carried;
+    } catch {
+      // Frozen or exotic transport context: the envelope's headers are not read.
+    }
+  }
+  args[at] = payload;
 }
 
 /**
@@ -73,14 +110,7 @@ function wrapHandler(callback: Handler): Handler {
   const wrapped = function (this: unknown, ...args: unknown[]): unknown {
     // The next handlers of a chain whose first one is request-scoped get (RequestContextHost, data, ctx).
     const at = isRequestContextHost(args[0]) ? 1 : 0;
-    const data = args[at];
-    if (isEnvelope(data)) {
-      const transport = args[at + 1];
-      if (transport !== null && typeof transport === 'object') {
-        (transport as { [ENVELOPE_CARRIER]?: unknown })[ENVELOPE_CARRIER] = data[CONTEXT_ENVELOPE_KEY] ?? null;
-      }
-      args[at] = data.data;
-    }
+    unwrapEnvelope(args, at);
     return storage.getStore() === undefined
       ? runInMessageContext(this, callback, args, at)
       : storage.exit(() => runInMessageContext(this, callback, args, at));

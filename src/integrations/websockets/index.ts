@@ -28,15 +28,59 @@ interface SocketLike {
   handshake?: { headers?: unknown };
 }
 
-/** The handshake request and headers of a socket.io socket, if `client` is one. */
-function handshakeOf(client: unknown): { request: IncomingMessage | undefined; headers: Carrier } | undefined {
-  // A socket.io socket: it has an id and a handshake (a message payload rarely has both).
-  if (typeof client !== 'object' || client === null || !('handshake' in client) || !('id' in client)) return undefined;
-  const socket = client as SocketLike;
-  const request = socket.request as IncomingMessage | undefined;
-  const headers = request?.headers ?? socket.handshake?.headers;
-  if (typeof headers !== 'object' || headers === null) return undefined;
-  return { request, headers: headers as Carrier };
+/** Handshake headers the library reads besides the app's correlation id headers. */
+const TRACE_HEADERS = ['traceparent', 'tracestate', 'baggage'];
+/** Most values of one repeated handshake header kept. */
+const MAX_VALUES = 16;
+
+/**
+ * The own headers `names` of a handshake, copied into a prototype-free carrier of strings and lists
+ * of strings. The context reads its carrier lazily (the trace on first use), so the socket's own
+ * headers object — in-process sockets may hold getters that throw or values of any type — never
+ * reaches it; a header that cannot be read is left out.
+ */
+function copyHeaders(headers: object, names: readonly string[]): Carrier {
+  const out = Object.create(null) as Record<string, string | readonly string[]>;
+  for (const name of names) {
+    try {
+      // Own headers only, as Node's request has them: nothing inherited from a prototype.
+      if (!Object.prototype.hasOwnProperty.call(headers, name)) continue;
+      const value: unknown = (headers as Record<string, unknown>)[name];
+      if (typeof value === 'string') {
+        out[name] = value;
+      } else if (Array.isArray(value)) {
+        const list: string[] = [];
+        const n = Math.min(value.length, MAX_VALUES);
+        for (let i = 0; i < n; i++) {
+          const item: unknown = value[i];
+          if (typeof item === 'string') list.push(item);
+        }
+        if (list.length > 0) out[name] = list;
+      }
+    } catch {
+      // A getter that throws, a revoked Proxy: no such header.
+    }
+  }
+  return out;
+}
+
+/**
+ * The handshake request and headers of a socket.io socket, if `client` is one; `undefined` too for
+ * a socket whose handshake cannot be read (a getter that throws, a revoked Proxy).
+ */
+function handshakeOf(client: unknown): { request: IncomingMessage | undefined; headers: object } | undefined {
+  if (typeof client !== 'object' || client === null) return undefined;
+  try {
+    // A socket.io socket: it has an id and a handshake (a message payload rarely has both).
+    if (!('handshake' in client) || !('id' in client)) return undefined;
+    const socket = client as SocketLike;
+    const request = socket.request as IncomingMessage | undefined;
+    const headers = request?.headers ?? socket.handshake?.headers;
+    if (typeof headers !== 'object' || headers === null) return undefined;
+    return { request, headers };
+  } catch {
+    return undefined;
+  }
 }
 
 type Policy = NonNullable<ContextWsOptions['handshake']>;
@@ -57,8 +101,12 @@ interface AdapterLike {
 
 const TAG = Symbol.for('nestjs-context:websockets');
 
-/** The trusted handshake of a message: its headers and request when the policy trusts them. */
-function trustedHandshake(policy: Policy, ...candidates: unknown[]): ReturnType<typeof handshakeOf> {
+/** The trusted handshake of a message: its headers `names` and request when the policy trusts them. */
+function trustedHandshake(
+  policy: Policy,
+  names: readonly string[],
+  ...candidates: unknown[]
+): { request: IncomingMessage | undefined; headers: Carrier } | undefined {
   if (policy === false) return undefined;
   let found: ReturnType<typeof handshakeOf>;
   for (const candidate of candidates) if ((found = handshakeOf(candidate)) !== undefined) break;
@@ -71,7 +119,7 @@ function trustedHandshake(policy: Policy, ...candidates: unknown[]): ReturnType<
       return undefined;
     }
   }
-  return found;
+  return { request: found.request, headers: copyHeaders(found.headers, names) };
 }
 
 /** Keeps the subscription of an Observable returned by a handler inside the message's context. */
@@ -90,6 +138,8 @@ function bindResult(result: unknown, record: ContextRecord): unknown {
 @Injectable()
 class ContextWsSetup {
   private readonly policy: Policy;
+  /** The handshake headers read: the trace headers and the app's correlation id headers. */
+  private readonly names: readonly string[];
 
   constructor(
     @Optional() @Inject(ContextHost) host: ContextHost | undefined,
@@ -105,8 +155,10 @@ class ContextWsSetup {
       );
     }
     this.policy = policy;
+    const names = [...new Set([...TRACE_HEADERS, ...found.options.requestHeaders.map((name) => name.toLowerCase())])];
+    this.names = names;
     // Nest hands WebSocket handlers (client, data, …), so the socket may come as either argument.
-    if (policy !== false) found.setExtractor('ws', (first, second) => trustedHandshake(policy, first, second)?.headers);
+    if (policy !== false) found.setExtractor('ws', (first, second) => trustedHandshake(policy, names, first, second)?.headers);
 
     // The adapter is chosen after the app is built (app.useWebSocketAdapter) and used at init:
     // wrap whatever adapter Nest reads from the config when it binds the gateways.
@@ -123,8 +175,9 @@ class ContextWsSetup {
     if (target[TAG] === true || typeof adapter.bindMessageHandlers !== 'function') return;
     Object.defineProperty(target, TAG, { value: true });
     const policy = this.policy;
+    const names = this.names;
     const open = (client: unknown): ContextRecord => {
-      const found = trustedHandshake(policy, client);
+      const found = trustedHandshake(policy, names, client);
       return found === undefined ? host.create({ source: 'ws' }) : host.fromCarrier(found.headers, 'ws', found.request);
     };
 
