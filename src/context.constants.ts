@@ -4,13 +4,8 @@ export const CONTEXT_MODULE_OPTIONS = Symbol.for('nestjs-context:module-options'
 /** Injection token of the user's context class given to `ContextModule.forRoot()`. */
 export const CONTEXT_CLASS = Symbol.for('nestjs-context:context-class');
 
-/**
- * Injection token of the per-module slot through which the request-scoped provider of the user's
- * class reaches its `ContextHost` without declaring it as a dependency (one dependency fewer for
- * Nest to resolve on every request).
- * @internal
- */
-export const CONTEXT_HOST_SLOT = Symbol.for('nestjs-context:host-slot');
+/** Injection token of the module's `interceptor` switch (whether its global interceptor is mounted). @internal */
+export const CONTEXT_INTERCEPTOR_ON = Symbol.for('nestjs-context:interceptor-on');
 
 /**
  * Key under which the per-request record hangs on the Node request object (`IncomingMessage`).

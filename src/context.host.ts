@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, Logger, Optional, type ExecutionContext, type Type } from '@nestjs/common';
-import { CONTEXT_CLASS, CONTEXT_HOST_SLOT, CONTEXT_MODULE_OPTIONS, RECORD_KEY } from './context.constants.js';
+import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS, RECORD_KEY } from './context.constants.js';
 import { resolveOptions, type ResolvedContextOptions } from './context.options.js';
 import { ContextRecord, storage, type Carrier } from './context.storage.js';
 import type { Trust } from './context.options.js';
@@ -8,6 +8,7 @@ import type { ContextSource } from './interfaces/context-init.interface.js';
 import type { ContextModuleOptions } from './interfaces/context-module-options.interface.js';
 import { generateCorrelationId, readCorrelationId } from './propagation/correlation-id.js';
 import { ContextCallbackError } from './context.errors.js';
+import { linkOptions } from './context.apps.js';
 import { describeError } from './context.options.js';
 import type { HttpEnter } from './context.mount.js';
 
@@ -20,12 +21,6 @@ type Anchor = { [RECORD_KEY]?: ContextRecord };
 /** Reads inbound propagation metadata (header-like) from a handler's first two arguments (see {@link ContextHost.setExtractor}). */
 export type CarrierExtractor = (data: unknown, transport: unknown) => Carrier | undefined;
 
-/** Where the module's request-scoped provider finds its host (see `CONTEXT_HOST_SLOT`). @internal */
-export interface HostSlot<T extends object = object> {
-  host?: ContextHost<T>;
-  /** Whether the module mounted its global interceptor (which turns a failed HTTP entry into a 500). */
-  interceptor?: boolean;
-}
 
 /** Options of {@link ContextHost.create}. @internal */
 export interface OpenOptions<T> {
@@ -48,15 +43,40 @@ export class ContextHost<T extends object = object> {
    */
   readonly answersFailures: boolean;
   private readonly extractors = new Map<ContextSource, CarrierExtractor>();
+  /** Undo steps of everything this app installed, run in reverse order when it closes. */
+  private readonly closers: (() => void)[] = [];
+  private isClosed = false;
 
   constructor(
     @Inject(CONTEXT_CLASS) readonly contextClass: Type<T>,
     @Inject(CONTEXT_MODULE_OPTIONS) options: ContextModuleOptions<T>,
-    @Optional() @Inject(CONTEXT_HOST_SLOT) slot?: HostSlot<T>,
+    @Optional() @Inject(CONTEXT_INTERCEPTOR_ON) interceptorOn?: boolean,
   ) {
     this.options = resolveOptions(contextClass, options);
-    this.answersFailures = slot?.interceptor === false;
-    if (slot !== undefined && slot !== null) slot.host = this;
+    this.answersFailures = interceptorOn === false;
+    linkOptions(this.options as ResolvedContextOptions<object>, this as ContextHost);
+  }
+
+  /** Whether the app was closed (its entry, wrappers and bindings are gone). */
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /**
+   * Registers an undo step of something this app installed (an entry, a wrapper, a patch); it runs
+   * when the app closes, in reverse order of registration. Registered after the close, it runs at once.
+   */
+  onClose(undo: () => void): void {
+    if (this.isClosed) runUndo(undo);
+    else this.closers.push(undo);
+  }
+
+  /** Runs every undo step (called once when the app closes). A failing step is reported and the rest still run. */
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    for (let i = this.closers.length - 1; i >= 0; i--) runUndo(this.closers[i] as () => void);
+    this.closers.length = 0;
   }
 
   /**
@@ -73,8 +93,22 @@ export class ContextHost<T extends object = object> {
     if (record === undefined) {
       record = this.fromCarrier(raw.headers, 'http', raw);
       raw[RECORD_KEY] = record;
+    } else if (record.config !== this.options) {
+      record = this.nestedHttp(raw, record);
     }
     if (res !== undefined && !record.echoed) this.echo(record, res);
+    return record;
+  }
+
+  /**
+   * The record of this app for a request another app entered first (a Nest app mounted inside
+   * another): this app's own, made once and stacked over the outer one, which stays reachable.
+   */
+  private nestedHttp(raw: IncomingMessage & Anchor, top: ContextRecord): ContextRecord<T> {
+    for (let r = top.outer; r !== undefined; r = r.outer) if (r.config === this.options) return r as ContextRecord<T>;
+    const record = this.fromCarrier(raw.headers, 'http', raw);
+    record.outer = top;
+    raw[RECORD_KEY] = record;
     return record;
   }
 
@@ -211,6 +245,14 @@ export class ContextHost<T extends object = object> {
 }
 
 const logger = new Logger('ContextModule');
+
+function runUndo(undo: () => void): void {
+  try {
+    undo();
+  } catch (error) {
+    logger.error(`Undoing an install step on app.close() failed: ${describeError(error)}`, error instanceof Error ? error.stack : undefined);
+  }
+}
 
 /** Logs a failed option callback once, with its stack, through Nest's logger. @internal */
 export function reportFailure(error: Error): void {

@@ -1,12 +1,21 @@
-import { Module, type DynamicModule, type MiddlewareConsumer, type NestModule, type OnModuleDestroy, type Type } from '@nestjs/common';
-import { HttpAdapterHost } from '@nestjs/core';
+import {
+  Module,
+  type DynamicModule,
+  type MiddlewareConsumer,
+  type NestModule,
+  type OnApplicationBootstrap,
+  type OnModuleDestroy,
+  type OnModuleInit,
+  type Type,
+} from '@nestjs/common';
+import { DiscoveryModule, DiscoveryService, HttpAdapterHost } from '@nestjs/core';
+import { bindInstance, registerApp, unbindInstance } from './context.apps.js';
 import { CONTEXT_MODULE_OPTIONS } from './context.constants.js';
 import { ContextHost } from './context.host.js';
-import { mountContext, type Unmount } from './context.mount.js';
+import { mountContext } from './context.mount.js';
 import { checkContextClass } from './context.options.js';
 import { createAsyncOptionsProviders, createContextProviders } from './context.providers.js';
 import { ContextService } from './context.service.js';
-import { registerHost } from './with-context.decorator.js';
 import type {
   ContextModuleAsyncOptions,
   ContextModuleOptions,
@@ -22,23 +31,42 @@ import type {
  * export class AppModule {}
  */
 @Module({})
-export class ContextModule implements NestModule, OnModuleDestroy {
-  /** Forgets this app's host in the registry `@WithContext()` reads. */
-  private readonly unregister: () => void;
-  /** Takes the HTTP entry off the adapter again. */
-  private unmount: Unmount = () => undefined;
-
+export class ContextModule implements NestModule, OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
   constructor(
     private readonly host: ContextHost,
     private readonly adapterHost: HttpAdapterHost,
-  ) {
-    this.unregister = registerHost(host);
+    private readonly discovery: DiscoveryService,
+  ) {}
+
+  /**
+   * Binds the objects this app built (providers and controllers) to it, so code on them outside
+   * dependency injection (`@WithContext()`) opens contexts of this app; unbound on `app.close()`.
+   */
+  onModuleInit(): void {
+    const host = this.host;
+    const bound = new Set<object>();
+    for (const wrapper of [...this.discovery.getProviders(), ...this.discovery.getControllers()]) {
+      // Only objects the app built itself (class providers and controllers): a `useValue` or factory
+      // product may be shared with other apps.
+      if (!wrapper.isDependencyTreeStatic() || typeof wrapper.metatype !== 'function' || wrapper.inject) continue;
+      const instance = wrapper.instance as unknown;
+      if (instance === null || typeof instance !== 'object' || bound.has(instance)) continue;
+      bound.add(instance);
+      bindInstance(instance, host);
+    }
+    host.onClose(() => {
+      for (const instance of bound) unbindInstance(instance, host);
+    });
   }
 
-  /** Takes the HTTP entry off and removes the app from the registry `@WithContext()` reads (called by Nest on `app.close()`). */
+  /** Counts the app as alive once its bootstrap has completed (a module only compiled never is). */
+  onApplicationBootstrap(): void {
+    this.host.onClose(registerApp(this.host));
+  }
+
+  /** Tears down everything this app installed: the HTTP entry, integration wrappers, bindings (called by Nest on `app.close()`). */
   onModuleDestroy(): void {
-    this.unmount();
-    this.unregister();
+    this.host.close();
   }
 
   /**
@@ -54,6 +82,7 @@ export class ContextModule implements NestModule, OnModuleDestroy {
     return {
       module: ContextModule,
       global: options?.isGlobal ?? true,
+      imports: [DiscoveryModule],
       providers: [
         { provide: CONTEXT_MODULE_OPTIONS, useValue: options ?? {} },
         ...createContextProviders(contextClass, options?.interceptor ?? true),
@@ -71,7 +100,7 @@ export class ContextModule implements NestModule, OnModuleDestroy {
     return {
       module: ContextModule,
       global: options?.isGlobal ?? true,
-      imports: options?.imports ?? [],
+      imports: [DiscoveryModule, ...(options?.imports ?? [])],
       providers: [
         ...createAsyncOptionsProviders(options ?? {}),
         ...createContextProviders(contextClass, options?.interceptor ?? true),
@@ -82,6 +111,8 @@ export class ContextModule implements NestModule, OnModuleDestroy {
 
   /** Enters the context of every HTTP request before the framework sees it (called by Nest during `app.init()`). */
   configure(_consumer: MiddlewareConsumer): void {
-    if (this.host.options.middleware) this.unmount = mountContext(this.adapterHost?.httpAdapter, this.host.enterHttp, this.host.options, this.host.answersFailures);
+    if (this.host.options.middleware) {
+      this.host.onClose(mountContext(this.adapterHost?.httpAdapter, this.host.enterHttp, this.host.options, this.host.answersFailures));
+    }
   }
 }

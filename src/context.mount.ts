@@ -143,15 +143,16 @@ function wrapFastify(adapter: AbstractHttpAdapter, enter: HttpEnter, config: obj
   const listeners = server.listeners('request');
   if (listeners.length !== 1) return undefined;
   const enterOnce = enterUnlessEntered(enter, config, answerFailures);
+  let active = true;
   try {
     // Requests that bypass the server (inject(), serverless handlers) are entered here instead.
-    instance.addHook('onRequest', (request, reply, done) => enterOnce(request.raw, reply.raw, done));
+    // Fastify cannot remove a hook: after the app closes it only passes requests on.
+    instance.addHook('onRequest', (request, reply, done) => (active ? enterOnce(request.raw, reply.raw, done) : done()));
   } catch {
     return undefined; // the instance is already started: fall back to the middleware runner
   }
   const handler = listeners[0] as Listener;
-  let active = true;
-  const listener: Listener = (req, res) => {
+  const listener: Listener = function nestjsContextEntry(req, res) {
     if (!active) return handler(req, res);
     const record = enter(req, res);
     if (record.failure !== undefined && answerFailures) return answerFailure(res);
@@ -161,5 +162,10 @@ function wrapFastify(adapter: AbstractHttpAdapter, enter: HttpEnter, config: obj
   server.prependListener('request', listener);
   return () => {
     active = false;
+    // Put Fastify's own listener back where ours was, unless someone replaced ours meanwhile.
+    if (server.listeners('request').includes(listener)) {
+      server.removeListener('request', listener);
+      server.prependListener('request', handler);
+    }
   };
 }

@@ -9,6 +9,8 @@ import { generateCorrelationId, isHeaderValue, isValidCorrelationId } from './pr
 
 /** The options with every default filled in and every value checked. @internal */
 export interface ResolvedContextOptions<T extends object> {
+  /** The context class given to `forRoot()`: what every context of this app is typed as. */
+  readonly contextClass: Type<T>;
   readonly factory: ContextFactory<T>;
   /** Writes the correlation id into the configured field when it is still undefined. */
   fill(context: T, correlationId: string): T;
@@ -141,6 +143,7 @@ export function resolveOptions<T extends object>(
   const trustTrace = resolveSectionTrust(trace, 'trace', options.trustInbound);
   const trustBaggage = resolveSectionTrust(baggage, 'baggage', options.trustInbound);
   return {
+    contextClass,
     factory: buildFactory(contextClass, checkFunction(options.factory, 'factory', undefined), fill),
     fill,
     requestHeaders: requestHeaders.map((name, i) => checkHeaderName(name, `correlationId.requestHeaders[${i}]`)),

@@ -1,7 +1,7 @@
 import { Scope, type Provider, type Type } from '@nestjs/common';
 import { APP_INTERCEPTOR, REQUEST } from '@nestjs/core';
-import { CONTEXT_CLASS, CONTEXT_HOST_SLOT, CONTEXT_MODULE_OPTIONS } from './context.constants.js';
-import { ContextHost, type HostSlot } from './context.host.js';
+import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS } from './context.constants.js';
+import { ContextHost } from './context.host.js';
 import { ContextInterceptor } from './context.interceptor.js';
 import { ContextService } from './context.service.js';
 import type {
@@ -13,21 +13,20 @@ import { ContextConfigError } from './context.errors.js';
 
 /** Providers shared by `forRoot` and `forRootAsync`. @internal */
 export function createContextProviders<T extends object>(contextClass: Type<T>, interceptor: boolean): Provider[] {
-  const slot: HostSlot<T> = { interceptor };
   const providers: Provider[] = [
     { provide: CONTEXT_CLASS, useValue: contextClass },
-    { provide: CONTEXT_HOST_SLOT, useValue: slot },
+    { provide: CONTEXT_INTERCEPTOR_ON, useValue: interceptor },
     ContextHost,
     ContextService,
     {
       // Constructor injection of the user's class: request-scoped, and the same object as every
-      // other access path because it is taken from the request's record. Its only dependency is
-      // REQUEST (the host comes through the slot, filled when the singleton host is built), so Nest
-      // resolves no more per request than for a hand-written Scope.REQUEST class.
+      // other access path because it is taken from the request's record. The host is a dependency
+      // (not a value shared through the module definition), so two apps built from one module
+      // definition each use their own.
       provide: contextClass,
       scope: Scope.REQUEST,
-      inject: [REQUEST],
-      useFactory: (request: unknown): T => (slot.host as ContextHost<T>).forInjectedRequest(request).context,
+      inject: [REQUEST, ContextHost],
+      useFactory: (request: unknown, host: ContextHost<T>): T => host.forInjectedRequest(request).context,
     },
   ];
   if (interceptor) providers.push({ provide: APP_INTERCEPTOR, useClass: ContextInterceptor });

@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, type Type } from '@nestjs/common';
 import { ContextError, ContextNotActiveError } from './context.errors.js';
 import { ContextHost, reportFailure } from './context.host.js';
 import { storage } from './context.storage.js';
@@ -16,6 +16,7 @@ export interface ContextRunOptions<T> {
 /**
  * The context, injectable into any singleton without making it request-scoped.
  * Type it at the injection site: `constructor(private readonly context: ContextService<MyContext>)`.
+ * It belongs to its app: `get()` only ever returns a context of the app's own context class.
  *
  * @typeParam T your context class; defaults to the one registered through `ContextRegistry`.
  */
@@ -30,6 +31,7 @@ export class ContextService<T extends object = RegisteredContext> {
   get(): T {
     const record = storage.getStore();
     if (record === undefined) throw ContextNotActiveError.create('ContextService.get()');
+    if (record.config.contextClass !== this.host.contextClass) throw this.otherApp(record.config.contextClass);
     return record.context as T;
   }
 
@@ -42,7 +44,7 @@ export class ContextService<T extends object = RegisteredContext> {
    */
   getOrUndefined(): T | undefined {
     const record = storage.getStore();
-    if (record === undefined || record.failed) return undefined;
+    if (record === undefined || record.failed || record.config.contextClass !== this.host.contextClass) return undefined;
     try {
       return record.context as T;
     } catch (error) {
@@ -75,6 +77,16 @@ export class ContextService<T extends object = RegisteredContext> {
    */
   outboundHeaders(): Record<string, string> {
     return storage.getStore()?.outboundHeaders() ?? {};
+  }
+
+  private otherApp(found: Type<object>): ContextError {
+    const mine = this.host.contextClass.name || 'anonymous class';
+    return new ContextError(
+      `ContextService.get(): the active context is a ${found.name || 'anonymous class'} made by another app in this process, ` +
+        `and this ContextService belongs to the app whose context class is ${mine}. A service of one app was called ` +
+        `inside a request of another: read the context through the ContextService of the app that handles the request, ` +
+        `or open one of this app with contextService.run(() => ...).`,
+    );
   }
 
   /** Whether a context is active here. */

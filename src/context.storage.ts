@@ -37,6 +37,8 @@ export class ContextRecord<T extends object = object> {
    * default id and no inbound data): the interceptor, or the entry when there is none, answers 500.
    */
   failure: Error | undefined = undefined;
+  /** The record of another app that entered the same HTTP request first (a mounted app's outer app). */
+  outer: ContextRecord | undefined = undefined;
 
   constructor(
     /** The app's resolved options (shared by all its records). */

@@ -5,13 +5,12 @@ import { storage, type ContextRecord } from './context.storage.js';
 
 type WithRecord = { [RECORD_KEY]?: ContextRecord; raw?: { [RECORD_KEY]?: ContextRecord } };
 
+/** The active record; for HTTP, where the async chain was lost, the request's own. */
 function recordOf(ctx: ExecutionContext): ContextRecord | undefined {
-  if (ctx.getType() === 'http') {
-    const req = ctx.getArgByIndex<WithRecord | undefined>(0);
-    const record = req?.[RECORD_KEY] ?? req?.raw?.[RECORD_KEY];
-    if (record !== undefined) return record;
-  }
-  return storage.getStore();
+  const active = storage.getStore();
+  if (active !== undefined || ctx.getType() !== 'http') return active;
+  const req = ctx.getArgByIndex<WithRecord | undefined>(0);
+  return req?.[RECORD_KEY] ?? req?.raw?.[RECORD_KEY];
 }
 
 /**

@@ -1,5 +1,5 @@
 import { ContextError } from './context.errors.js';
-import type { ContextHost } from './context.host.js';
+import { resolveHost } from './context.apps.js';
 import { storage, type ContextRecord } from './context.storage.js';
 import type { ContextSource } from './interfaces/context-init.interface.js';
 
@@ -12,64 +12,6 @@ export interface WithContextOptions {
   inherit?: boolean;
   /** The `source` your context class receives in its `ContextInit`. Default: `'manual'`. */
   source?: ContextSource;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Registry of the ContextHosts of the apps alive in this process (internal).
-// ---------------------------------------------------------------------------------------------
-
-const HOSTS_KEY = Symbol.for('nestjs-context:hosts');
-type HostsHolder = { [HOSTS_KEY]?: ContextHost[] };
-
-/** The live hosts, most recently initialised last; shared by the ESM and CommonJS builds. */
-const hosts: ContextHost[] = ((globalThis as HostsHolder)[HOSTS_KEY] ??= []);
-
-/**
- * Records the host of an app that has a `ContextModule` (called by the module); returns a function
- * that forgets it again (called when the app closes). @internal
- */
-export function registerHost(host: ContextHost): () => void {
-  hosts.push(host);
-  return () => {
-    const at = hosts.lastIndexOf(host);
-    if (at >= 0) hosts.splice(at, 1);
-  };
-}
-
-/** The host of the most recently created app with a `ContextModule`, if any is alive. @internal */
-export function defaultHost(): ContextHost | undefined {
-  return hosts[hosts.length - 1];
-}
-
-/**
- * The host of the most recent app, or a {@link ContextError} that says how to get one.
- * @internal
- */
-export function requireHost(caller: string): ContextHost {
-  const host = defaultHost();
-  if (host === undefined) {
-    throw new ContextError(
-      `${caller}: no ContextModule is alive in this process, so there is no context class or options ` +
-        `to open a context with. Import ContextModule.forRoot(MyContext) in your root module and create ` +
-        `the app first (NestFactory.create() or NestFactory.createApplicationContext()), then call the ` +
-        `method; or open the context yourself with contextService.run(() => ...).`,
-    );
-  }
-  return host;
-}
-
-/**
- * Checks that an integration module found the app's `ContextHost` (injected optionally), or throws
- * a {@link ContextError} that says how to fix the imports. @internal
- */
-export function hostOrThrow(host: ContextHost | undefined | null, integration: string): ContextHost {
-  if (host === undefined || host === null) {
-    throw new ContextError(
-      `${integration}: no ContextModule found. Import ContextModule.forRoot(MyContext) in the root module ` +
-        `(it is global by default; with isGlobal: false, import it in the module that imports ${integration} too).`,
-    );
-  }
-  return host;
 }
 
 /**
@@ -159,15 +101,17 @@ export function methodNames(proto: object): string[] {
  * Runs the decorated method inside a fresh context (fresh correlation id, new trace) — for
  * standalone apps (`NestFactory.createApplicationContext`), scripts, CLI commands and jobs you
  * trigger yourself. Works on sync and async methods (a returned promise stays inside the context
- * until it settles) and without dependency injection: it uses the context class and options of the
- * app's `ContextModule` (the most recently created app, when several are alive).
+ * until it settles) and without dependency injection. The context class and options are those of
+ * the app the method belongs to: the app that built the object (a provider or controller); for an
+ * object no app built, the app of the active context, else the only app running — with several
+ * apps running and none of those, the call throws a `ContextError` that says what to do.
  *
  * @example
  * class ReportCommand {
  *   \@WithContext()
  *   async run() { logger.log(currentContext.correlationId); }
  * }
- * @throws ContextError when called while no app with a `ContextModule` exists; the message says how to fix it.
+ * @throws ContextError when no app can be determined (see above); the message says how to fix it.
  */
 export function WithContext(options: WithContextOptions = {}): MethodDecorator {
   const inherit = options.inherit === true;
@@ -182,7 +126,7 @@ export function WithContext(options: WithContextOptions = {}): MethodDecorator {
     const method = original as AnyMethod;
     const wrapped = function (this: unknown, ...args: unknown[]): unknown {
       if (inherit && storage.getStore() !== undefined) return method.apply(this, args);
-      const record = requireHost(label).create({ source });
+      const record = resolveHost(label, this).create({ source });
       return storage.run(record, () => method.apply(this, args));
     };
     copyMethodMetadata(method, wrapped);

@@ -66,7 +66,7 @@ describe('@WithContext()', () => {
   it('without any ContextModule: a clear error saying how to fix it', () => {
     expect(() => new Script().syncRun()).toThrow(ContextError);
     expect(() => new Script().syncRun()).toThrow(
-      /@WithContext\(\) on Script\.syncRun: no ContextModule is alive in this process.*ContextModule\.forRoot\(MyContext\).*createApplicationContext/,
+      /@WithContext\(\) on Script\.syncRun: no app with ContextModule is running in this process.*ContextModule\.forRoot\(MyContext\).*createApplicationContext/,
     );
   });
 
@@ -126,6 +126,6 @@ describe('@WithContext()', () => {
     const app = await NestFactory.createApplicationContext(StandaloneModule, { logger: false });
     expect(new Script().syncRun()).toMatch(/^[0-9a-f-]{36}$/);
     await app.close();
-    expect(() => new Script().syncRun()).toThrow(/no ContextModule is alive/);
+    expect(() => new Script().syncRun()).toThrow(/no app with ContextModule is running/);
   });
 });

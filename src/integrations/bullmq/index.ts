@@ -14,7 +14,8 @@ import { ContextHost } from '../../context.host.js';
 import { ContextRecord, storage, type Carrier } from '../../context.storage.js';
 import { AppBindings, classOf } from '../../method.explorer.js';
 import { readCorrelationId } from '../../propagation/correlation-id.js';
-import { defaultHost, hostOrThrow, requireHost, runIn, wrapMethod } from '../../with-context.decorator.js';
+import { hostOrThrow, resolveHost } from '../../context.apps.js';
+import { runIn, wrapMethod } from '../../with-context.decorator.js';
 
 /**
  * The job option under which the producer's context travels with a job (in `job.opts`, never in
@@ -190,10 +191,11 @@ export function propagateQueueContext<Q extends QueueLike>(queue: Q): Q {
 /**
  * Wraps a bullmq processor function (for a plain `new Worker(name, processor)`) so that every job
  * runs inside its producer's context, or a fresh one. Uses the context class and options of the
- * app's `ContextModule` (the most recently created app).
+ * app the worker belongs to: the app of the context active where the job runs, else the only app
+ * running (with several, use `@Processor()` classes of the app instead, which are bound to it).
  *
  * @example new Worker('mail', contextProcessor(async (job) => send(job.data)), { connection });
- * @throws ContextError when a job arrives while no app with a `ContextModule` is alive.
+ * @throws ContextError when a job arrives and no app can be determined; the message says what to do.
  */
 export function contextProcessor<J extends Job, R, A extends unknown[]>(
   processor: (job: J, ...rest: A) => R,
@@ -201,17 +203,16 @@ export function contextProcessor<J extends Job, R, A extends unknown[]>(
 ): (job: J, ...rest: A) => R {
   const trust = options.trustJobMetadata ?? true;
   return function (this: unknown, job: J, ...rest: A): R {
-    const host = requireHost('contextProcessor()');
+    const host = resolveHost('contextProcessor()', this);
     return runIn(recordForJob(host, job as unknown as JobLike, trust), () => processor.call(this, job, ...rest));
   };
 }
 
+/** The binding of a processor object: only objects of an app that imported this integration, while it runs. */
 function bindingOf(instance: unknown): Binding | undefined {
   if (typeof instance !== 'object' || instance === null) return undefined;
   const found = bindings.of(instance);
-  if (found !== undefined) return found;
-  const host = defaultHost();
-  return host === undefined ? undefined : { host, trust: true };
+  return found === undefined || found.host.closed ? undefined : found;
 }
 
 /** `process(job, …)` of a processor class, run inside the job's context. */

@@ -10,7 +10,8 @@ import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { ContextHost } from '../../context.host.js';
 import { storage } from '../../context.storage.js';
 import { AppBindings, MethodExplorer } from '../../method.explorer.js';
-import { defaultHost, hostOrThrow, type AnyMethod } from '../../with-context.decorator.js';
+import { hostOrThrow } from '../../context.apps.js';
+import type { AnyMethod } from '../../with-context.decorator.js';
 
 /**
  * How an `@OnEvent()` listener gets its context:
@@ -95,9 +96,10 @@ class ContextEventExplorer extends MethodExplorer<Binding> {
   protected wrap(original: AnyMethod): AnyMethod {
     const own = metadata(MODE_METADATA, original) as ListenerContextMode | undefined;
     return function (this: unknown, ...args: unknown[]) {
+      // Only objects of an app that imported this integration get a context from it.
       const binding = bindings.of(this);
-      const host = binding?.host ?? defaultHost();
-      if (host === undefined) return original.apply(this, args);
+      const host = binding?.host;
+      if (host === undefined || host.closed) return original.apply(this, args);
       // EventEmitter2 runs `{ async: true }` / `nextTick` / `promisify` listeners from setImmediate,
       // process.nextTick or a promise: all of them carry AsyncLocalStorage, so the emitter's context
       // is still the active one here.

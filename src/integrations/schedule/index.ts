@@ -3,7 +3,8 @@ import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { ContextHost } from '../../context.host.js';
 import { storage } from '../../context.storage.js';
 import { AppBindings, MethodExplorer } from '../../method.explorer.js';
-import { defaultHost, hostOrThrow, type AnyMethod } from '../../with-context.decorator.js';
+import { hostOrThrow } from '../../context.apps.js';
+import type { AnyMethod } from '../../with-context.decorator.js';
 
 /** The `ContextInit.source` of contexts opened for scheduled runs. */
 export const SCHEDULE_CONTEXT_SOURCE = 'schedule';
@@ -38,8 +39,9 @@ class ContextScheduleExplorer extends MethodExplorer<ContextHost> {
 
   protected wrap(original: AnyMethod): AnyMethod {
     return function (this: unknown, ...args: unknown[]) {
-      const host = bindings.of(this) ?? defaultHost();
-      if (host === undefined) return original.apply(this, args);
+      // Only objects of an app that imported this integration get a context from it.
+      const host = bindings.of(this);
+      if (host === undefined || host.closed) return original.apply(this, args);
       return storage.run(host.create({ source: SCHEDULE_CONTEXT_SOURCE }), () => original.apply(this, args));
     };
   }

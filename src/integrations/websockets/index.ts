@@ -4,7 +4,8 @@ import { ApplicationConfig } from '@nestjs/core';
 import { Observable, isObservable } from 'rxjs';
 import { ContextHost } from '../../context.host.js';
 import type { Carrier, ContextRecord } from '../../context.storage.js';
-import { hostOrThrow, runIn } from '../../with-context.decorator.js';
+import { hostOrThrow } from '../../context.apps.js';
+import { runIn } from '../../with-context.decorator.js';
 
 /** Options of {@link ContextWsModule.forRoot}. */
 export interface ContextWsOptions {
