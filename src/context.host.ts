@@ -159,16 +159,32 @@ export class ContextHost<T extends object = object> {
   forMessage(type: ContextSource, data: unknown, transport: unknown): ContextRecord<T> {
     const anchor = type === 'rpc' && transport !== null && typeof transport === 'object' ? (transport as Anchor) : undefined;
     // A record of another app (another ContextModule in this process) is never reused.
-    let record = anchor?.[RECORD_KEY] as ContextRecord<T> | undefined;
+    let record = anchoredRecord(anchor) as ContextRecord<T> | undefined;
     if (record !== undefined && record.config === this.options) return record;
     record = storage.getStore() as ContextRecord<T> | undefined;
     if (record !== undefined && record.config !== this.options) record = undefined;
     if (record === undefined) {
-      const carrier = this.extractors.get(type)?.(data, transport);
+      const carrier = this.extract(type, data, transport);
       record = carrier === undefined ? this.create({ source: type }) : this.fromCarrier(carrier, type);
     }
-    if (anchor !== undefined) anchor[RECORD_KEY] = record;
+    if (anchor !== undefined) {
+      try {
+        anchor[RECORD_KEY] = record;
+      } catch {
+        // A frozen or proxied transport context cannot hold it: this message's access paths then
+        // share the record through the active context only.
+      }
+    }
     return record;
+  }
+
+  /** Runs the extractor registered for `type`; one that throws counts as no metadata (a fresh context). */
+  private extract(type: ContextSource, data: unknown, transport: unknown): Carrier | undefined {
+    try {
+      return this.extractors.get(type)?.(data, transport);
+    } catch {
+      return undefined;
+    }
   }
 
   /**
@@ -265,6 +281,17 @@ function asCallbackError(error: unknown): ContextCallbackError {
   return error instanceof ContextCallbackError
     ? error
     : ContextCallbackError.create('context entry', `failed: ${describeError(error)}`, error);
+}
+
+/** The record anchored on a transport context, if it can be read (a throwing Proxy cannot). */
+function anchoredRecord(anchor: Anchor | undefined): ContextRecord | undefined {
+  if (anchor === undefined) return undefined;
+  try {
+    const record = anchor[RECORD_KEY];
+    return record instanceof ContextRecord ? record : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Evaluates trust predicates at most once per distinct predicate for one request. */
