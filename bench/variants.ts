@@ -48,7 +48,7 @@ type Configuration = 'interceptor' | 'fast';
 function contextModule(configuration: Configuration): DynamicModule {
   return ContextModule.forRoot(BenchContext, {
     correlationId: { requestHeaders: ['x-request-id', 'x-correlation-id'], responseHeader: 'x-request-id' },
-    middleware: true,
+    enterEarly: true,
     interceptor: configuration === 'interceptor',
   });
 }

@@ -1,7 +1,7 @@
-/** Injection token of the resolved {@link ContextModuleOptions}. */
+/** Injection token of the options given to `forRoot`/`forRootAsync` (unchecked; the host resolves them). @internal */
 export const CONTEXT_MODULE_OPTIONS = Symbol.for('nestjs-context:module-options');
 
-/** Injection token of the user's context class given to `ContextModule.forRoot()`. */
+/** Injection token of the user's context class given to `ContextModule.forRoot()`. @internal */
 export const CONTEXT_CLASS = Symbol.for('nestjs-context:context-class');
 
 /** Injection token of the module's `interceptor` switch (whether its global interceptor is mounted). @internal */
@@ -14,8 +14,8 @@ export const CONTEXT_INTERCEPTOR_ON = Symbol.for('nestjs-context:interceptor-on'
  */
 export const RECORD_KEY = Symbol.for('nestjs-context:record');
 
-/** Default inbound headers read for a correlation id, in order. */
+/** Default inbound headers read for a correlation id, in order. @internal */
 export const DEFAULT_REQUEST_HEADERS: readonly string[] = ['x-request-id', 'x-correlation-id'];
 
-/** Default response header that echoes the correlation id. */
+/** Default response header that echoes the correlation id. @internal */
 export const DEFAULT_RESPONSE_HEADER = 'x-request-id';

@@ -6,15 +6,17 @@ import { storage } from './context.storage.js';
 /**
  * The global interceptor that enters the context around every handler. On HTTP the context is
  * usually entered already (before the pipeline) and this costs one lookup; where it is not (the
- * `middleware` option off, non-HTTP handlers, or a framework that lost it), the handler's Observable
+ * `enterEarly` option off, non-HTTP handlers, or a framework that lost it), the handler's Observable
  * is subscribed inside the context, and unsubscribing cancels the handler.
  *
  * A request whose entry failed (an option callback threw; already logged with its stack) is answered
  * here with an `InternalServerErrorException` whose `cause` is the failure, through Nest's exception
  * layer and your filters; being an HTTP exception, Nest does not log it a second time.
+ * Mounted by `ContextModule` (option `interceptor`). @internal
  */
 @Injectable()
 export class ContextInterceptor implements NestInterceptor {
+  /** Built by Nest. @internal */
   constructor(private readonly host: ContextHost) {}
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {

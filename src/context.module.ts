@@ -32,6 +32,7 @@ import type {
  */
 @Module({})
 export class ContextModule implements NestModule, OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
+  /** Built by Nest. @internal */
   constructor(
     private readonly host: ContextHost,
     private readonly adapterHost: HttpAdapterHost,
@@ -111,7 +112,7 @@ export class ContextModule implements NestModule, OnModuleInit, OnApplicationBoo
 
   /** Enters the context of every HTTP request before the framework sees it (called by Nest during `app.init()`). */
   configure(_consumer: MiddlewareConsumer): void {
-    if (this.host.options.middleware) {
+    if (this.host.options.enterEarly) {
       this.host.onClose(mountContext(this.adapterHost?.httpAdapter, this.host.enterHttp, this.host.options, this.host.answersFailures));
     }
   }

@@ -34,7 +34,7 @@ export interface ResolvedContextOptions<T extends object> {
     readonly propagateInbound: boolean;
     readonly limits: { readonly maxMembers: number; readonly maxBytes: number };
   };
-  readonly middleware: boolean;
+  readonly enterEarly: boolean;
 }
 
 /** A resolved trust policy: `undefined` trusts everything, `false` nothing. @internal */
@@ -167,7 +167,7 @@ export function resolveOptions<T extends object>(
         maxBytes: positiveInteger(baggage.maxBytes, 'baggage.maxBytes', 8192),
       },
     },
-    middleware: options.middleware ?? true,
+    enterEarly: options.enterEarly ?? true,
   };
 }
 

@@ -22,6 +22,7 @@ export interface ContextRunOptions<T> {
  */
 @Injectable()
 export class ContextService<T extends object = RegisteredContext> {
+  /** Built by Nest. @internal */
   constructor(private readonly host: ContextHost) {}
 
   /**
@@ -69,14 +70,6 @@ export class ContextService<T extends object = RegisteredContext> {
   /** The inbound W3C baggage members of the current context, read-only; `[]` outside a context. */
   get baggage(): readonly BaggageMember[] {
     return storage.getStore()?.baggage ?? [];
-  }
-
-  /**
-   * Headers for an outgoing call made now: `traceparent` (same trace, fresh parent id), `tracestate`,
-   * `baggage` (inbound members plus your declared fields) and the correlation id. `{}` outside a context.
-   */
-  outboundHeaders(): Record<string, string> {
-    return storage.getStore()?.outboundHeaders() ?? {};
   }
 
   private otherApp(found: Type<object>): ContextError {

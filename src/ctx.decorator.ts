@@ -20,7 +20,7 @@ function recordOf(ctx: ExecutionContext): ContextRecord | undefined {
  * \@Get() find(@Ctx() ctx: MyContext, @Ctx('userId') userId: string) {}
  *
  * `@nestjs/microservices` exports a `Ctx` decorator of its own (the transport context); in files
- * that need both, import this one as {@link ContextParam}.
+ * that need both, rename one on import: `import { Ctx as ContextParam }` from this package.
  */
 export const Ctx: (field?: string) => ParameterDecorator = createParamDecorator(
   (field: string | undefined, ctx: ExecutionContext): unknown => {
@@ -30,6 +30,3 @@ export const Ctx: (field?: string) => ParameterDecorator = createParamDecorator(
     return field === undefined ? context : (context as Record<string, unknown>)[field];
   },
 );
-
-/** The same decorator as {@link Ctx}, under a name that does not clash with `@nestjs/microservices`' `Ctx`. */
-export const ContextParam: (field?: string) => ParameterDecorator = Ctx;

@@ -4,8 +4,8 @@ import { randomSpanId, randomTraceId } from './propagation/ids.js';
 import { FLAG_RANDOM, formatTraceparent } from './propagation/traceparent.js';
 
 /**
- * Augment this interface once to type {@link currentContext}, {@link getCurrentContext} and the
- * default of `ContextService<T>` with your context class:
+ * Augment this interface once to type {@link currentContext} and the default of `ContextService<T>`
+ * with your context class:
  *
  * @example
  * declare module 'nestjs-context' {
@@ -17,36 +17,6 @@ export interface ContextRegistry {}
 
 /** The context type registered through {@link ContextRegistry}, or a loose record when none is. */
 export type RegisteredContext = ContextRegistry extends { context: infer C extends object } ? C : Record<string, unknown>;
-
-/**
- * Returns the active context object itself (the same instance every other access path returns),
- * typed through {@link ContextRegistry}.
- * @throws ContextNotActiveError outside a context.
- */
-export function getCurrentContext(): RegisteredContext {
-  const record = storage.getStore();
-  if (record === undefined) throw ContextNotActiveError.create('getCurrentContext()');
-  return record.context as RegisteredContext;
-}
-
-/**
- * Returns the active context checked against `contextClass`, typed as its instance — the typed
- * accessor for code that does not augment {@link ContextRegistry}.
- * @example const ctx = contextOf(MyContext); ctx.userId = '42';
- * @throws ContextNotActiveError outside a context, TypeError if the context is of another class.
- */
-export function contextOf<T extends object>(contextClass: abstract new (...args: never[]) => T): T {
-  const record = storage.getStore();
-  if (record === undefined) throw ContextNotActiveError.create(`contextOf(${contextClass.name})`);
-  const context = record.context;
-  if (!(context instanceof contextClass)) {
-    throw new TypeError(
-      `contextOf(${contextClass.name}): the active context is a ${context.constructor?.name ?? typeof context}, ` +
-        `not a ${contextClass.name}. Pass the class given to ContextModule.forRoot().`,
-    );
-  }
-  return context;
-}
 
 /** Options of {@link getOutboundHeaders} and of the client integrations. */
 export interface OutboundOptions {
@@ -82,7 +52,7 @@ function active(): object {
  * The context of the current request, usable anywhere — plain functions, static helpers, code
  * outside dependency injection. It stands for the active context object: reading, writing and
  * calling methods act on that object (`currentContext.correlationId`). Typed through {@link ContextRegistry}.
- * To get the object itself (for identity or to pass it on) use {@link getCurrentContext}.
+ * To get the object itself (for identity or to pass it on), use `ContextService.get()`.
  * @throws ContextNotActiveError on any use outside a context.
  */
 export const currentContext: RegisteredContext = new Proxy(Object.create(null) as object, {

@@ -1,18 +1,18 @@
+/**
+ * nestjs-context: a typed, per-request context object for NestJS, reachable anywhere in the app
+ * and carried across services. One name per job:
+ * - set up: {@link ContextModule} (`forRoot` / `forRootAsync`);
+ * - read the context: `@Ctx()` in handlers, {@link ContextService} in providers, {@link currentContext}
+ *   anywhere, or constructor injection of your own class;
+ * - open a context outside a request: `contextService.run()` or `@WithContext()`;
+ * - headers for an outgoing call of your own: {@link getOutboundHeaders};
+ * - errors: {@link ContextError} and its subclasses.
+ */
 export { ContextModule } from './context.module.js';
 export { ContextService, type ContextRunOptions } from './context.service.js';
-export { ContextInterceptor } from './context.interceptor.js';
-export { Ctx, ContextParam } from './ctx.decorator.js';
-export {
-  currentContext,
-  getCurrentContext,
-  getOutboundHeaders,
-  type OutboundOptions,
-  contextOf,
-  type ContextRegistry,
-  type RegisteredContext,
-} from './current-context.js';
-export { ContextError, ContextNotActiveError, ContextConfigError, ContextCreationError, ContextCallbackError } from './context.errors.js';
-export { CONTEXT_MODULE_OPTIONS, DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADER } from './context.constants.js';
-export { isValidCorrelationId, generateCorrelationId } from './propagation/correlation-id.js';
-export * from './interfaces/index.js';
+export { Ctx } from './ctx.decorator.js';
+export { currentContext, getOutboundHeaders, type OutboundOptions, type ContextRegistry, type RegisteredContext } from './current-context.js';
 export { WithContext, type WithContextOptions } from './with-context.decorator.js';
+export { ContextError, ContextNotActiveError, ContextConfigError, ContextCreationError, ContextCallbackError } from './context.errors.js';
+export { isValidCorrelationId } from './propagation/correlation-id.js';
+export * from './interfaces/index.js';

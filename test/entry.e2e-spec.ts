@@ -18,7 +18,7 @@ const HAPPY = [
 
 type Handle = (req: IncomingMessage, res: ServerResponse, next?: unknown) => void;
 
-async function create(adapter: ExpressAdapter | FastifyAdapter, options: { interceptor?: boolean; middleware?: boolean }): Promise<INestApplication> {
+async function create(adapter: ExpressAdapter | FastifyAdapter, options: { interceptor?: boolean; enterEarly?: boolean }): Promise<INestApplication> {
   const moduleRef = await Test.createTestingModule({ imports: [createPipelineModule(options)] }).compile();
   const app = moduleRef.createNestApplication(adapter, { logger: false });
   await app.init();
@@ -127,7 +127,7 @@ describe('the entry adds no middleware layer and is taken off when the app close
     const original = express.handle;
     const app = await create(adapter, {});
     expect(express.handle).not.toBe(original);
-    const plain = await create(new ExpressAdapter(), { interceptor: false, middleware: false });
+    const plain = await create(new ExpressAdapter(), { interceptor: false, enterEarly: false });
     const layers = (a: INestApplication) => (a.getHttpAdapter().getInstance() as { router: { stack: unknown[] } }).router.stack.length;
     expect(layers(app)).toBe(layers(plain));
     await plain.close();

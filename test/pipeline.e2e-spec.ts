@@ -98,11 +98,11 @@ describe.each(matrix)('every pipeline stage sees one context (%s, %s)', (_name, 
   });
 });
 
-describe.each(platforms)('middleware: false — the interceptor alone enters the context (%s)', (_name, makeAdapter) => {
+describe.each(platforms)('enterEarly: false — the interceptor alone enters the context (%s)', (_name, makeAdapter) => {
   let app: INestApplication;
   beforeAll(async () => {
     lenient.on = true;
-    app = await bootApp(createPipelineModule({ middleware: false }), makeAdapter);
+    app = await bootApp(createPipelineModule({ enterEarly: false }), makeAdapter);
   });
   afterAll(async () => {
     lenient.on = false;

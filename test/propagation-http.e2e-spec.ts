@@ -6,7 +6,7 @@ import { firstValueFrom } from 'rxjs';
 import { ContextModule, ContextService, getOutboundHeaders, type ContextInit } from '../src/index.js';
 import { propagateContext } from '../src/integrations/axios/index.js';
 import { storage, type ContextRecord } from '../src/context.storage.js';
-import { installFetchPropagation, withContext } from '../src/integrations/fetch/index.js';
+import { propagateGlobalFetch, propagateContext as propagateFetch } from '../src/integrations/fetch/index.js';
 import { ContextHttpModule } from '../src/integrations/nestjs-axios/index.js';
 import { bootApp, platforms } from './utils/platforms.js';
 
@@ -116,7 +116,7 @@ describe.each(platforms)('two services: A calls B over HTTP, the context travels
   let uninstallFetch: () => void;
 
   beforeAll(async () => {
-    uninstallFetch = installFetchPropagation();
+    uninstallFetch = propagateGlobalFetch();
     b = await bootApp(ServiceBModule, makeAdapter);
     await b.listen(0, '127.0.0.1');
     target.url = (await b.getUrl()).replace('[::1]', '127.0.0.1');
@@ -213,7 +213,7 @@ describe.each(platforms)('two services: A calls B over HTTP, the context travels
   });
 });
 
-describe('fetch: installFetchPropagation and withContext', () => {
+describe('fetch: propagateGlobalFetch and propagateContext', () => {
   const record = { outboundHeaders: () => ({ 'x-request-id': 'fetch-1' }) } as unknown as ContextRecord;
   let saved: typeof fetch;
   let sent: Array<string | null>;
@@ -235,8 +235,8 @@ describe('fetch: installFetchPropagation and withContext', () => {
   const call = () => storage.run(record, () => globalThis.fetch('http://127.0.0.1:1/'));
 
   it('is reference-counted: the first app to uninstall leaves the second app propagating', async () => {
-    const undoA = installFetchPropagation();
-    const undoB = installFetchPropagation();
+    const undoA = propagateGlobalFetch();
+    const undoB = propagateGlobalFetch();
     const installed = globalThis.fetch;
     expect(installed).not.toBe(base);
     undoA();
@@ -251,7 +251,7 @@ describe('fetch: installFetchPropagation and withContext', () => {
   });
 
   it('keeps a wrapper installed over ours (instrumentation) on a later install and on uninstall', async () => {
-    const undoA = installFetchPropagation();
+    const undoA = propagateGlobalFetch();
     const ours = globalThis.fetch;
     let instrumentedCalls = 0;
     const instrumented = ((...args: Parameters<typeof fetch>) => {
@@ -259,7 +259,7 @@ describe('fetch: installFetchPropagation and withContext', () => {
       return ours(...args);
     }) as typeof fetch;
     globalThis.fetch = instrumented;
-    const undoB = installFetchPropagation();
+    const undoB = propagateGlobalFetch();
     expect(globalThis.fetch).toBe(instrumented);
     await call();
     expect(sent).toEqual(['fetch-1']);
@@ -268,14 +268,14 @@ describe('fetch: installFetchPropagation and withContext', () => {
     undoB();
     expect(globalThis.fetch).toBe(instrumented);
     // After the last uninstall the next install starts over, wrapping the current fetch.
-    const undoC = installFetchPropagation();
+    const undoC = propagateGlobalFetch();
     expect(globalThis.fetch).not.toBe(instrumented);
     undoC();
     expect(globalThis.fetch).toBe(instrumented);
   });
 
-  it('withContext rejects (never throws synchronously) on invalid headers, like the native fetch', async () => {
-    const wrapped = withContext(base);
+  it('propagateContext(fetch) rejects (never throws synchronously) on invalid headers, like the native fetch', async () => {
+    const wrapped = propagateFetch(base);
     let result: Promise<Response> | undefined;
     expect(() => {
       result = storage.run(record, () => wrapped('http://127.0.0.1:1/', { headers: { 'bad header': 'x' } }));

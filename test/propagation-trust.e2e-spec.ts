@@ -3,7 +3,7 @@ import { Controller, Get, Module, type INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import type { IncomingMessage } from 'node:http';
 import request from 'supertest';
-import { ContextModule, ContextService, type ContextInit, type ContextModuleOptions } from '../src/index.js';
+import { ContextModule, ContextService, getOutboundHeaders, type ContextInit, type ContextModuleOptions } from '../src/index.js';
 import { bootApp, platforms } from './utils/platforms.js';
 
 class TenantContext {
@@ -28,7 +28,7 @@ class InspectController {
       tracestate: trace.tracestate,
       baggage: this.context.baggage,
       tenant: this.context.get().tenant ?? null,
-      outbound: this.context.outboundHeaders(),
+      outbound: getOutboundHeaders(),
     };
   }
 }

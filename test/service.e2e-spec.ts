@@ -6,13 +6,12 @@ import {
   ContextError,
   ContextModule,
   ContextService,
-  contextOf,
   currentContext,
-  getCurrentContext,
   type ContextModuleOptions,
   type ContextOptionsFactory,
 } from '../src/index.js';
 import { MyContext } from './fixtures/app-context.js';
+import { activeContext } from './utils/internals.js';
 import { bootApp, platforms } from './utils/platforms.js';
 
 async function serviceFor(imports: unknown[]) {
@@ -23,12 +22,11 @@ async function serviceFor(imports: unknown[]) {
 describe('ContextService.run', () => {
   it('opens a fresh context with a fresh id and the user class', async () => {
     const { moduleRef, service } = await serviceFor([ContextModule.forRoot(MyContext)]);
-    const seen = service.run(() => ({ ctx: service.get(), id: service.correlationId, current: getCurrentContext(), typed: contextOf(MyContext) }));
+    const seen = service.run(() => ({ ctx: service.get(), id: service.correlationId, current: activeContext() }));
     expect(seen.ctx).toBeInstanceOf(MyContext);
     expect(seen.ctx.correlationId).toBe(seen.id);
     expect(seen.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(seen.current).toBe(seen.ctx);
-    expect(seen.typed).toBe(seen.ctx);
     expect(service.getOrUndefined()).toBeUndefined();
     await moduleRef.close();
   });
@@ -112,13 +110,6 @@ describe('currentContext stands for the active object', () => {
       },
       { correlationId: 'rich-1' },
     );
-    await moduleRef.close();
-  });
-
-  it('contextOf rejects a class other than the registered one', async () => {
-    class Other {}
-    const { moduleRef, service } = await serviceFor([ContextModule.forRoot(MyContext)]);
-    expect(() => service.run(() => contextOf(Other))).toThrow(/the active context is a MyContext, not a Other/);
     await moduleRef.close();
   });
 });

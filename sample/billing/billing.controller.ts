@@ -1,6 +1,6 @@
 import { Controller, Logger } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { ContextParam, currentContext } from 'nestjs-context';
+import { Ctx as ContextParam, currentContext } from 'nestjs-context';
 
 /** The billing microservice (TCP): charges an order inside the context restored from the message. */
 @Controller()

@@ -68,9 +68,10 @@ export interface ContextModuleOptions<T extends object = object> {
   /**
    * Enter the context at the very start of every HTTP request, before body parsing, middleware and
    * guards, so that every stage of the pipeline and every error response sees it. Default: `true`.
-   * With `false`, the context is entered by the interceptor and middleware/guards/filters don't see it.
+   * It wraps the server's request handling itself; no middleware is added. With `false`, the context
+   * is entered by the interceptor, and middleware, guards and filters that run before it don't see it.
    */
-  middleware?: boolean;
+  enterEarly?: boolean;
 }
 
 /**
@@ -83,7 +84,7 @@ export interface ContextModuleStaticOptions {
   /**
    * Mount the global interceptor that enters the context around every handler (required for
    * non-HTTP handlers; on HTTP it re-enters a context lost by the framework). Turning it off is the
-   * fastest configuration for HTTP-only apps whose context is entered by `middleware`. Default: `true`.
+   * fastest configuration for HTTP-only apps whose context is entered early (`enterEarly`). Default: `true`.
    */
   interceptor?: boolean;
 }

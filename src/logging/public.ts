@@ -1,6 +1,6 @@
 /**
- * What every logging integration (`nestjs-context/logger`, `/pino`, `/winston`) exports besides its
- * own adapter: the shared field options and helpers, so each subpath is complete on its own.
+ * The shared logging helpers and types, exported once, from `nestjs-context/logger` (the pino and
+ * winston subpaths export only the types their own functions take and return).
  */
 export {
   createLogFields,

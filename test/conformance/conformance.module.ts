@@ -11,7 +11,7 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import { ContextModule, type ContextInit } from '../../src/index.js';
-import { installFetchPropagation } from '../../src/integrations/fetch/index.js';
+import { propagateGlobalFetch } from '../../src/integrations/fetch/index.js';
 
 /**
  * The W3C Trace Context validation service (the "test service" of w3c/trace-context `test/`):
@@ -97,7 +97,7 @@ export class FetchPropagation implements OnModuleInit, OnModuleDestroy {
   private uninstall: (() => void) | undefined;
 
   onModuleInit(): void {
-    this.uninstall = installFetchPropagation();
+    this.uninstall = propagateGlobalFetch();
   }
 
   onModuleDestroy(): void {

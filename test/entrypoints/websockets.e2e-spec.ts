@@ -7,7 +7,7 @@ import { ExpressAdapter } from '@nestjs/platform-express';
 import { IoAdapter } from '@nestjs/platform-socket.io';
 import { io, type Socket as ClientSocket } from 'socket.io-client';
 import type { Socket } from 'socket.io';
-import { ContextModule, ContextParam, ContextService, currentContext, type ContextModuleOptions } from 'nestjs-context';
+import { ContextModule, Ctx as ContextParam, ContextService, currentContext, type ContextModuleOptions } from 'nestjs-context';
 import { ContextWsModule, type ContextWsOptions } from 'nestjs-context/websockets';
 import { createRequire } from 'node:module';
 import { MyContext } from '../fixtures/app-context.js';

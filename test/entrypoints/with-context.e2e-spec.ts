@@ -1,7 +1,8 @@
 import 'reflect-metadata';
 import { Injectable, Module, SetMetadata } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { ContextError, ContextModule, ContextService, WithContext, currentContext, getCurrentContext } from 'nestjs-context';
+import { ContextError, ContextModule, ContextService, WithContext, currentContext } from 'nestjs-context';
+import { activeContext as getCurrentContext } from '../utils/internals.js';
 import { MyContext } from '../fixtures/app-context.js';
 import { sleep } from './log.js';
 

@@ -5,7 +5,8 @@ import pino from 'pino';
 import { pinoHttp } from 'pino-http';
 import { storage } from '../../src/context.storage.js';
 import { ContextService } from '../../src/index.js';
-import { contextMixin, pinoHttpContext, sanitizeLogValue } from '../../src/integrations/pino/index.js';
+import { sanitizeLogValue } from '../../src/integrations/logger/index.js';
+import { contextMixin, pinoHttpContext } from '../../src/integrations/pino/index.js';
 import { bootApp, platforms } from '../utils/platforms.js';
 import { captureStream, createLoggingModule, HOSTILE, LogContext, listen, RAW_CONTROL, rawRequest, SECRET } from './helpers.js';
 
@@ -182,9 +183,9 @@ describe.each(platforms)('nestjs-pino with pinoHttpContext() (%s)', (_platform, 
   });
 });
 
-describe.each(platforms)('nestjs-pino with middleware: false — pino-http runs before the context exists (%s)', (_platform, makeAdapter) => {
+describe.each(platforms)('nestjs-pino with enterEarly: false — pino-http runs before the context exists (%s)', (_platform, makeAdapter) => {
   it('the response line reads the context from the request; app lines get it from the mixin', async () => {
-    const app = await bootApp(createLoggingModule({ middleware: false }, [pinoModule]), makeAdapter, (a) => a.useLogger(a.get(PinoNestLogger)));
+    const app = await bootApp(createLoggingModule({ enterEarly: false }, [pinoModule]), makeAdapter, (a) => a.useLogger(a.get(PinoNestLogger)));
     const base = await listen(app);
     nestjsPino.clear();
     await fetch(`${base}/orders/late`, { headers: { 'x-request-id': 'late-1', 'x-user': 'late-user' } });

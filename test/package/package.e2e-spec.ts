@@ -204,17 +204,17 @@ const lib = { ...cjs, currentContext: esm.currentContext };`));
 
   it('type-checks a strict TypeScript consumer in ESM and CommonJS (moduleResolution nodenext)', async () => {
     const use = `
-import { ContextModule, ContextService, Ctx, ContextParam, contextOf, currentContext, getCurrentContext, type ContextInit } from 'nestjs-context';
+import { ContextModule, ContextService, Ctx, currentContext, getOutboundHeaders, type ContextInit } from 'nestjs-context';
 import { propagateContext } from 'nestjs-context/axios';
-import { withContext } from 'nestjs-context/fetch';
+import { propagateContext as propagateFetch } from 'nestjs-context/fetch';
 export class MyContext { correlationId: string; userId?: string; constructor(init: ContextInit) { this.correlationId = init.correlationId; } }
-export const module = ContextModule.forRoot(MyContext, { correlationId: { responseHeader: 'x-request-id' } });
+export const module = ContextModule.forRoot(MyContext, { correlationId: { responseHeader: 'x-request-id' }, enterEarly: true });
 export function read(service: ContextService<MyContext>): string | undefined {
   const id: string = service.get().correlationId;
-  return contextOf(MyContext).userId ?? id ?? String(getCurrentContext()) ?? String(currentContext);
+  return service.get().userId ?? id ?? String(currentContext) ?? getOutboundHeaders()['x-request-id'];
 }
-export const decorators = [Ctx(), ContextParam()];
-export const clients = [propagateContext, withContext];
+export const decorators = [Ctx(), Ctx('userId')];
+export const clients = [propagateContext, propagateFetch];
 `;
     writeFileSync(join(consumer, 'use.mts'), use);
     writeFileSync(join(consumer, 'use.cts'), use);

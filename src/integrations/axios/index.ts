@@ -27,7 +27,8 @@ interface HeaderBag {
  * a request's headers; headers the caller set explicitly are kept. Works with axios' `AxiosHeaders`
  * and with plain header objects. @internal
  */
-export function injectHeaders<C extends AxiosLikeRequestConfig>(config: C, options?: OutboundOptions): C {
+/** Adds the outbound headers of the active context to an axios request config (keeps headers already set). @internal */
+function injectHeaders<C extends AxiosLikeRequestConfig>(config: C, options?: OutboundOptions): C {
   const outbound = getOutboundHeaders(options);
   let bag = config.headers as HeaderBag | undefined;
   if (bag === undefined || bag === null) config.headers = bag = {};

@@ -3,7 +3,7 @@ import { getOutboundHeaders, type OutboundOptions } from '../../current-context.
 type Fetch = typeof globalThis.fetch;
 const INSTALLED = Symbol.for('nestjs-context:fetch-install');
 
-/** The process-wide installation of {@link installFetchPropagation}, shared by every copy of this package. */
+/** The process-wide installation of {@link propagateGlobalFetch}, shared by every copy of this package. */
 interface Installation {
   /** Our wrapper, put on `globalThis.fetch`. */
   wrapper: Fetch;
@@ -18,10 +18,10 @@ interface Installation {
  * `tracestate`, `baggage`, correlation id); headers the caller set are kept.
  *
  * @example
- * const fetch = withContext(globalThis.fetch);
+ * const fetch = propagateContext(globalThis.fetch);
  * await fetch('http://billing/invoices');
  */
-export function withContext(fetchImpl: Fetch, options?: OutboundOptions): Fetch {
+export function propagateContext(fetchImpl: Fetch, options?: OutboundOptions): Fetch {
   return function contextFetch(input, init) {
     try {
       const outbound = getOutboundHeaders(options);
@@ -47,15 +47,15 @@ export function withContext(fetchImpl: Fetch, options?: OutboundOptions): Fetch 
  *
  * @throws Error when the runtime has no global `fetch`.
  */
-export function installFetchPropagation(options?: OutboundOptions): () => void {
+export function propagateGlobalFetch(options?: OutboundOptions): () => void {
   const holder = globalThis as typeof globalThis & { [INSTALLED]?: Installation };
   let installation = holder[INSTALLED];
   if (installation === undefined) {
     const current = globalThis.fetch;
     if (typeof current !== 'function') {
-      throw new Error('nestjs-context/fetch: this runtime has no global fetch to wrap. Use Node.js 20 or later, or wrap your client with withContext().');
+      throw new Error('nestjs-context/fetch: this runtime has no global fetch to wrap. Use Node.js 20 or later, or wrap your client with propagateContext(fetchImpl).');
     }
-    installation = { wrapper: withContext(current, options), wrapped: current, count: 0 };
+    installation = { wrapper: propagateContext(current, options), wrapped: current, count: 0 };
     holder[INSTALLED] = installation;
     globalThis.fetch = installation.wrapper;
   }

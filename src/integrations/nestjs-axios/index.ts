@@ -7,7 +7,7 @@ const OUTBOUND_OPTIONS = Symbol.for('nestjs-context:nestjs-axios-options');
 
 /** Attaches propagation to the module's `HttpService` once it exists. @internal */
 @Injectable()
-export class HttpServicePropagation implements OnModuleInit {
+class HttpServicePropagation implements OnModuleInit {
   constructor(
     private readonly http: HttpService,
     @Inject(OUTBOUND_OPTIONS) private readonly options: OutboundOptions,
@@ -47,4 +47,3 @@ export class ContextHttpModule {
   }
 }
 
-export { propagateContext } from '../axios/index.js';

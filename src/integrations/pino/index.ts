@@ -9,7 +9,7 @@ import { storage, type ContextRecord } from '../../context.storage.js';
 import type { RegisteredContext } from '../../current-context.js';
 import { LogFieldReader, recordOf, type LoggerOwnKeys, type LogFields, type LogFieldsOptions } from '../../logging/fields.js';
 
-export * from '../../logging/public.js';
+export type { ContextFieldSelector, LogFieldKeys, LogFields, LogFieldsOptions, LogFieldValue } from '../../logging/fields.js';
 
 /** A pino `mixin`: returns the fields the line gets from the active context (`{}` outside one). */
 export type ContextMixin = (mergeObject: object, level: number, logger?: object) => LogFields;
@@ -194,7 +194,7 @@ export function contextMixin<T extends object = RegisteredContext>(options?: Log
  * works where the context is not active (pino-http's response line, code that lost it). `req.log` is
  * bound when the context exists by the time pino-http sees the request — always with nestjs-pino and
  * on Express; the response line gets the fields either way (Fastify `app.use()` before `init()`,
- * `middleware: false`). Use it together with {@link contextMixin} given the same `keys`
+ * `enterEarly: false`). Use it together with {@link contextMixin} given the same `keys`
  * (or use {@link pinoHttpContext}, which shares one set of options).
  * @throws ContextConfigError when an option is unusable.
  */

@@ -22,7 +22,7 @@ export interface ContextWsOptions {
 }
 
 /** Injection token of the {@link ContextWsOptions}. */
-export const CONTEXT_WS_OPTIONS = Symbol.for('nestjs-context:websockets-options');
+const CONTEXT_WS_OPTIONS = Symbol.for('nestjs-context:websockets-options');
 
 interface SocketLike {
   request?: { headers?: unknown };
