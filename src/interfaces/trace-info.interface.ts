@@ -4,7 +4,7 @@ export interface BaggageMember {
   readonly key: string;
   /** The decoded value. */
   readonly value: string;
-  /** Member properties as received (`;k=v…`), if any. */
+  /** The property set after the first `;`, raw as received (trimmed, not decoded), e.g. `k1=v1;k2`; absent when the member has none. */
   readonly properties?: string;
 }
 

@@ -1,14 +1,15 @@
 import fc from 'fast-check';
-import { formatBaggage, parseBaggage, parseBaggageProperties, type BaggageEntry } from './baggage.js';
+import type { BaggageMember } from '../interfaces/trace-info.interface.js';
+import { formatBaggage, parseBaggage, parseBaggageProperties } from './baggage.js';
 
 type Row = {
   /** The spec rule (or VECTORS.md row) the case checks. */
   rule: string;
   input: string | readonly string[] | undefined;
-  expected: BaggageEntry[];
+  expected: BaggageMember[];
 };
 
-const e = (key: string, value: string, properties?: string): BaggageEntry =>
+const e = (key: string, value: string, properties?: string): BaggageMember =>
   properties === undefined ? { key, value } : { key, value, properties };
 
 const rows: Row[] = [
@@ -150,7 +151,7 @@ describe('formatBaggage', () => {
   });
 
   it('skips entries whose key is not a token (or whose value is not a string)', () => {
-    const entries = [e('', '1'), e('k v', '1'), e('a/b', '1'), e('k\u00e9', '1'), { key: 'x', value: 5 } as unknown as BaggageEntry, e('ok', '1')];
+    const entries = [e('', '1'), e('k v', '1'), e('a/b', '1'), e('k\u00e9', '1'), { key: 'x', value: 5 } as unknown as BaggageMember, e('ok', '1')];
     expect(formatBaggage(entries)).toBe('ok=1');
   });
 
@@ -203,7 +204,7 @@ const octetsArb = fc.stringMatching(/^[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]
 const propertiesArb = fc
   .array(fc.tuple(tokenArb, fc.option(octetsArb, { nil: undefined })), { minLength: 1, maxLength: 3 })
   .map((props) => props.map(([k, v]) => (v === undefined ? k : `${k}=${v}`)).join(';'));
-const entryArb: fc.Arbitrary<BaggageEntry> = fc
+const entryArb: fc.Arbitrary<BaggageMember> = fc
   .record({
     key: tokenArb,
     value: fc.oneof(fc.string({ maxLength: 20 }), fc.string({ unit: 'binary', maxLength: 20 }), octetsArb),

@@ -1,17 +1,5 @@
 import { Buffer } from 'node:buffer';
-
-/** One W3C Baggage list member. */
-export interface BaggageEntry {
-  /** The key: an RFC 7230 `token`, case-sensitive. */
-  readonly key: string;
-  /** The value, percent-DECODED as UTF-8 (any Unicode text). */
-  readonly value: string;
-  /**
-   * The property set after the first `;`, raw as received (trimmed, not decoded), e.g.
-   * `k1=v1;k2`; absent when the member has none. {@link parseBaggageProperties} splits and decodes it.
-   */
-  readonly properties?: string;
-}
+import type { BaggageMember } from '../interfaces/trace-info.interface.js';
 
 /**
  * Limits on the baggage kept by {@link parseBaggage} or sent by {@link formatBaggage}. Members past
@@ -203,7 +191,7 @@ function isPropertySet(s: string, start: number, end: number): boolean {
 
 /** Running state of one parse: the members kept and their serialized size. */
 interface ParseState {
-  readonly out: BaggageEntry[];
+  readonly out: BaggageMember[];
   bytes: number;
   readonly maxMembers: number;
   readonly maxBytes: number;
@@ -276,7 +264,7 @@ function parseField(s: string, state: ParseState): void {
  *   (default 8192), are dropped whole; the size is counted as received, without OWS, commas
  *   included. Later members that still fit are kept.
  */
-export function parseBaggage(value: string | readonly string[] | undefined, limits?: BaggageLimits): BaggageEntry[] {
+export function parseBaggage(value: string | readonly string[] | undefined, limits?: BaggageLimits): BaggageMember[] {
   const state: ParseState = {
     out: [],
     bytes: 0,
@@ -302,7 +290,7 @@ export function parseBaggage(value: string | readonly string[] | undefined, limi
  * Entries past `maxMembers` (default 64, at most 180), or that would take the result past `maxBytes` bytes
  * (default 8192), are dropped whole; later entries that still fit are kept.
  */
-export function formatBaggage(entries: readonly BaggageEntry[], limits?: BaggageLimits): string {
+export function formatBaggage(entries: readonly BaggageMember[], limits?: BaggageLimits): string {
   const maxMembers = Math.min(ABNF_MAX_MEMBERS, limitOf(limits?.maxMembers, DEFAULT_MAX_MEMBERS));
   const maxBytes = limitOf(limits?.maxBytes, DEFAULT_MAX_BYTES);
   let out = '';
@@ -330,7 +318,7 @@ export function formatBaggage(entries: readonly BaggageEntry[], limits?: Baggage
 }
 
 /**
- * Splits a raw property set (as in {@link BaggageEntry.properties}) into properties, with values
+ * Splits a raw property set (as in {@link BaggageMember.properties}) into properties, with values
  * percent-decoded like member values. Malformed properties are skipped. Never throws.
  */
 export function parseBaggageProperties(properties: string): BaggageProperty[] {
