@@ -18,15 +18,62 @@ export interface ContextMicroservicesOptions {
   forceEnvelope?: boolean;
 }
 
-let installs = 0;
-let undo: (() => void) | undefined;
+/** The process-wide install: how many references are taken, and how to remove the patches. */
+interface InstallState {
+  refs: number;
+  undo: (() => void) | undefined;
+}
+
+const INSTALL_KEY = Symbol.for('nestjs-context:microservices-install');
+
+/**
+ * Shared by the ESM and CommonJS builds and by every copy of the package in the process, through a
+ * registered symbol on `globalThis`: the patches live on Nest's prototypes, of which there is one
+ * set, so there is one count. The last release (whichever build makes it) removes them.
+ */
+const install: InstallState = ((globalThis as { [INSTALL_KEY]?: InstallState })[INSTALL_KEY] ??= { refs: 0, undo: undefined });
+
+/**
+ * Takes one reference on the process-wide patches (`Server#addHandler`, `ServerGrpc#addHandler`,
+ * `ListenersController#registerPatternHandlers`, the client methods), installing them on the first.
+ * Returns the release, which does something once; the last release puts Nest's methods back. @internal
+ */
+export function acquirePropagation(): () => void {
+  if (install.refs === 0) {
+    const servers = patchServers();
+    let clients: () => void;
+    try {
+      clients = patchClients();
+    } catch (error) {
+      servers();
+      throw error;
+    }
+    install.undo = () => {
+      clients();
+      servers();
+    };
+  }
+  install.refs++;
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--install.refs > 0) return;
+    const undo = install.undo;
+    install.refs = 0;
+    install.undo = undefined;
+    undo?.();
+  };
+}
 
 /**
  * Installs transport propagation process-wide: every `ClientProxy.send`/`emit` and gRPC service
  * call made inside a context carries it, and every message handler registered afterwards unwraps
  * the fallback envelope. `ContextMicroservicesModule` calls this for you; call it yourself only
- * without the module (the server side then still needs the module to restore the context).
- * Reference-counted: the returned function undoes one install; the last one restores Nest's methods.
+ * without the module (the server side then still needs the module to restore the context: a handler
+ * opens its app's context only in an app that imports it).
+ * Reference-counted once per process (shared by the ESM and CommonJS builds): the returned function
+ * undoes one install; the last one, of any install or app, restores Nest's methods.
  * Throws `ContextConfigError` (synchronously) for invalid options.
  *
  * @example
@@ -34,24 +81,14 @@ let undo: (() => void) | undefined;
  */
 export function installMicroservicesPropagation(options?: ContextMicroservicesOptions): Promise<() => void> {
   const forceEnvelope = checkForceEnvelope(options, 'installMicroservicesPropagation()');
-  if (installs++ === 0) {
-    const clients = patchClients();
-    const servers = patchServers();
-    undo = () => {
-      clients();
-      servers();
-    };
-  }
+  const release = acquirePropagation();
   const releaseEnvelope = forceEnvelope ? requestEnvelope() : undefined;
   let done = false;
   const uninstall = (): void => {
     if (done) return;
     done = true;
     releaseEnvelope?.();
-    if (--installs === 0) {
-      undo?.();
-      undo = undefined;
-    }
+    release();
   };
   return loadOptionalDeps().then(() => uninstall);
 }

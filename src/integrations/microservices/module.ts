@@ -1,28 +1,32 @@
-import { Inject, Injectable, Module, Optional, type DynamicModule, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Module, Optional, type DynamicModule, type OnModuleInit } from '@nestjs/common';
+import { ModulesContainer } from '@nestjs/core';
 import { ContextConfigError } from '../../context.errors.js';
 import { ContextHost } from '../../context.host.js';
+import { registerAppModules } from './apps.js';
 import { extractCarrier } from './carrier.js';
-import { registerHost } from './hosts.js';
-import { checkForceEnvelope } from './client.js';
-import { installMicroservicesPropagation, type ContextMicroservicesOptions } from './install.js';
+import { checkForceEnvelope, requestEnvelope } from './client.js';
+import { acquirePropagation, type ContextMicroservicesOptions } from './install.js';
+import { loadOptionalDeps } from './optional-deps.js';
 
 /** Injection token of the options given to `ContextMicroservicesModule.forRoot()`. @internal */
 export const CONTEXT_MICROSERVICES_OPTIONS = Symbol.for('nestjs-context:microservices-options');
 
 const TRACE_HEADERS = ['traceparent', 'tracestate', 'baggage'];
 
-/** Registers the `'rpc'` extractor on the app's `ContextHost` and installs propagation. @internal */
+/**
+ * Registers the `'rpc'` extractor on the app's `ContextHost`, marks the app's Nest container as this
+ * app's (so the handlers Nest registers for it open this app's context) and takes one reference on
+ * the process-wide propagation patches. All of it is undone when the app closes (`app.close()`).
+ * @internal
+ */
 @Injectable()
-export class MicroservicesPropagation implements OnModuleInit, OnApplicationShutdown {
-  private uninstall: (() => void) | undefined;
-  private readonly installing: Promise<() => void>;
-  private readonly unregister: () => void;
-
+export class MicroservicesPropagation implements OnModuleInit {
   constructor(
-    @Optional() host?: ContextHost,
-    @Optional() @Inject(CONTEXT_MICROSERVICES_OPTIONS) options?: ContextMicroservicesOptions,
+    @Optional() @Inject(ContextHost) host: ContextHost | undefined,
+    @Optional() @Inject(CONTEXT_MICROSERVICES_OPTIONS) options: ContextMicroservicesOptions | undefined,
+    @Inject(ModulesContainer) modules: ModulesContainer,
   ) {
-    if (host === undefined) {
+    if (host === undefined || host === null) {
       throw ContextConfigError.create(
         'ContextMicroservicesModule found no ContextModule in this app',
         'Import ContextModule.forRoot(MyContext) in the root module (it is global by default; with isGlobal: false, ' +
@@ -36,19 +40,16 @@ export class MicroservicesPropagation implements OnModuleInit, OnApplicationShut
     // trace headers keep the first usable value (W3C: one value each).
     const ids = new Set(idHeaders.filter((name) => !TRACE_HEADERS.includes(name)));
     host.setExtractor('rpc', (data, transport) => extractCarrier(data, transport, names, ids));
-    this.unregister = registerHost(host);
-    // Patch now, before Nest registers the message handlers (that happens after instantiation).
-    this.installing = installMicroservicesPropagation({ forceEnvelope });
+    // All now, before Nest registers the message handlers (that happens after instantiation); the
+    // app's close runs these undo steps in reverse order.
+    host.onClose(acquirePropagation());
+    if (forceEnvelope) host.onClose(requestEnvelope());
+    host.onClose(registerAppModules(modules, host));
   }
 
+  /** Waits for the optional transport libraries (NATS headers, gRPC metadata) before messages flow. */
   async onModuleInit(): Promise<void> {
-    this.uninstall = await this.installing;
-  }
-
-  onApplicationShutdown(): void {
-    this.unregister();
-    this.uninstall?.();
-    this.uninstall = undefined;
+    await loadOptionalDeps();
   }
 }
 

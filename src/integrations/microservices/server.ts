@@ -1,12 +1,15 @@
 import { Server, ServerGrpc } from '@nestjs/microservices';
+import { ListenersController } from '@nestjs/microservices/listeners-controller.js';
 import { isObservable, Observable } from 'rxjs';
+import type { ContextHost } from '../../context.host.js';
 import { storage, type ContextRecord } from '../../context.storage.js';
-import { soleHost } from './hosts.js';
+import { appOfController, registering } from './apps.js';
 import { ENVELOPE_CARRIER } from './carrier.js';
 import { CONTEXT_ENVELOPE_KEY, isEnvelope } from './envelope.js';
 
 type Handler = ((...args: unknown[]) => unknown) & { next?: Handler };
 type AddHandler = (this: Server, pattern: unknown, callback: Handler, ...rest: unknown[]) => unknown;
+type RegisterPatternHandlers = (this: object, instanceWrapper: unknown, serverInstance: unknown, moduleKey: unknown, ...rest: unknown[]) => unknown;
 
 const ORIGINAL = Symbol.for('nestjs-context:microservices-original');
 const WRAPPED = Symbol.for('nestjs-context:microservices-wrapped-handler');
@@ -78,15 +81,15 @@ function unwrapEnvelope(args: unknown[], at: number): void {
 }
 
 /**
- * Opens the message's context around the handler, so guards see it too and it exists even where
- * Nest's global interceptor is not applied (hybrid apps without `inheritAppConfig`). Starts from
- * no context at all, so a context that leaked into the transport's callbacks is never reused.
+ * Opens the message's context of the handler's app (`host`) around the handler, so guards see it
+ * too and it exists even where Nest's global interceptor is not applied (hybrid apps without
+ * `inheritAppConfig`). Starts from no context at all, so a context that leaked into the transport's
+ * callbacks is never reused. Once the app has closed, the handler runs outside any context.
  */
-function runInMessageContext(self: unknown, callback: Handler, args: unknown[], at: number): unknown {
-  const host = soleHost();
+function runInMessageContext(self: unknown, callback: Handler, args: unknown[], at: number, host: ContextHost): unknown {
   let record: ContextRecord | undefined;
   try {
-    record = host?.forMessage('rpc', args[at], args[at + 1]);
+    record = host.closed ? undefined : host.forMessage('rpc', args[at], args[at + 1]);
   } catch {
     // E.g. a user-supplied id generator threw: leave it to the interceptor, which reports it.
     record = undefined;
@@ -100,20 +103,21 @@ function runInMessageContext(self: unknown, callback: Handler, args: unknown[], 
 }
 
 /**
- * Wraps one message handler: unwraps a fallback envelope (the handler, guards, pipes and
- * interceptors see the original payload; the headers are left on the transport context for the
- * extractor), and runs it outside any context that leaked into the transport's callbacks, so every
+ * Wraps one message handler of the app `host` (bound when Nest registered it): unwraps a fallback
+ * envelope (the handler, guards, pipes and interceptors see the original payload; the headers are
+ * left on the transport context for the extractor), and runs it outside any context that leaked into
+ * the transport's callbacks, in the context its app opens from the message's metadata, so every
  * message starts from its own metadata. Event-handler chains (`next`) keep working.
  */
-function wrapHandler(callback: Handler): Handler {
+function wrapHandler(callback: Handler, host: ContextHost): Handler {
   if ((callback as { [WRAPPED]?: true })[WRAPPED]) return callback;
   const wrapped = function (this: unknown, ...args: unknown[]): unknown {
     // The next handlers of a chain whose first one is request-scoped get (RequestContextHost, data, ctx).
     const at = isRequestContextHost(args[0]) ? 1 : 0;
     unwrapEnvelope(args, at);
     return storage.getStore() === undefined
-      ? runInMessageContext(this, callback, args, at)
-      : storage.exit(() => runInMessageContext(this, callback, args, at));
+      ? runInMessageContext(this, callback, args, at, host)
+      : storage.exit(() => runInMessageContext(this, callback, args, at, host));
   } as Handler;
   // Nest chains several event handlers of one pattern through `next` on the registered function.
   Object.defineProperty(wrapped, 'next', {
@@ -128,30 +132,71 @@ function wrapHandler(callback: Handler): Handler {
   return wrapped;
 }
 
-function patchAddHandler(target: Record<string, unknown>): () => void {
-  const current = target.addHandler as (AddHandler & { [ORIGINAL]?: AddHandler }) | undefined;
+type Patched<F> = F & { [ORIGINAL]?: F };
+
+/**
+ * Replaces `target[key]` by `wrap(current)` unless it is already patched (by this or another build
+ * or copy of the package); returns the undo step, which puts Nest's own method back.
+ */
+function patchMethod<F>(target: Record<string, unknown>, key: string, wrap: (original: F) => F): () => void {
+  const current = target[key] as Patched<F> | undefined;
   if (typeof current !== 'function' || current[ORIGINAL] !== undefined) return () => undefined;
-  const had = Object.prototype.hasOwnProperty.call(target, 'addHandler');
-  const wrapped: AddHandler & { [ORIGINAL]?: AddHandler } = function (this: Server, pattern, callback, ...rest) {
-    return current.call(this, pattern, typeof callback === 'function' ? wrapHandler(callback) : callback, ...rest);
-  };
+  const had = Object.prototype.hasOwnProperty.call(target, key);
+  const wrapped = wrap(current) as Patched<F>;
   wrapped[ORIGINAL] = current;
-  target.addHandler = wrapped;
+  target[key] = wrapped;
   return () => {
-    if (target.addHandler !== wrapped) return;
-    if (had) target.addHandler = current;
-    else delete target.addHandler;
+    if (target[key] !== wrapped) return;
+    if (had) target[key] = current;
+    else delete target[key];
   };
 }
 
 /**
- * Patches `Server#addHandler` (every transport, including custom ones extending `Server`) and
- * `ServerGrpc#addHandler` so handlers registered from now on unwrap the fallback envelope. @internal
+ * `addHandler` that wraps the handler, bound to its app, when Nest is registering the handlers of an
+ * app that imports `ContextMicroservicesModule`. Any other handler (of an app without the module,
+ * or added by hand) is registered untouched: such an app behaves as if the library were not there.
+ */
+function wrapAddHandler(original: AddHandler): AddHandler {
+  return function (this: Server, pattern, callback, ...rest) {
+    const host = registering.host;
+    if (host === undefined || typeof callback !== 'function') return original.call(this, pattern, callback, ...rest);
+    return original.call(this, pattern, wrapHandler(callback, host), ...rest);
+  };
+}
+
+/**
+ * `registerPatternHandlers` that holds the controller's app in {@link registering} while Nest
+ * registers its handlers (it calls `addHandler` synchronously), and restores what was there after.
+ */
+function wrapRegisterPatternHandlers(original: RegisterPatternHandlers): RegisterPatternHandlers {
+  return function (this: object, instanceWrapper, serverInstance, moduleKey, ...rest) {
+    const previous = registering.host;
+    registering.host = appOfController(this, instanceWrapper, moduleKey);
+    try {
+      return original.call(this, instanceWrapper, serverInstance, moduleKey, ...rest);
+    } finally {
+      registering.host = previous;
+    }
+  };
+}
+
+/**
+ * Patches `ListenersController#registerPatternHandlers`, which tells which app's handlers Nest is
+ * registering, and `Server#addHandler` (every transport, including custom ones extending `Server`)
+ * and `ServerGrpc#addHandler`, so the handlers of apps that import `ContextMicroservicesModule`,
+ * registered from now on, unwrap the fallback envelope and open their own app's context. Returns the
+ * undo step, which puts Nest's methods back. @internal
  */
 export function patchServers(): () => void {
   const undo = [
-    patchAddHandler(Server.prototype as unknown as Record<string, unknown>),
-    patchAddHandler(ServerGrpc.prototype as unknown as Record<string, unknown>),
+    patchMethod<AddHandler>(Server.prototype as unknown as Record<string, unknown>, 'addHandler', wrapAddHandler),
+    patchMethod<AddHandler>(ServerGrpc.prototype as unknown as Record<string, unknown>, 'addHandler', wrapAddHandler),
+    patchMethod<RegisterPatternHandlers>(
+      ListenersController.prototype as unknown as Record<string, unknown>,
+      'registerPatternHandlers',
+      wrapRegisterPatternHandlers,
+    ),
   ];
   return () => undo.forEach((fn) => fn());
 }
