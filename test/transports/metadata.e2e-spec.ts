@@ -8,8 +8,8 @@ import { packetMetadataSupport, withOutboundContext, withPacketMetadata } from '
 import { CONTEXT_ENVELOPE_KEY, isEnvelope } from '../../src/integrations/microservices/envelope.js';
 import {
   ContextMicroservicesModule,
-  installMicroservicesPropagation,
-  propagateClientContext,
+  propagateGlobalClients,
+  propagateContext,
 } from '../../src/integrations/microservices/index.js';
 import { freePort, requireBroker } from '../utils/brokers.js';
 import { hasPacketMetadata, TransportContext } from './fixtures/harness.js';
@@ -123,8 +123,8 @@ describe('microservices metadata (no broker)', () => {
   it('forceEnvelope is validated: a wrong type or an unknown option is a ContextConfigError', () => {
     for (const bad of [{ forceEnvelope: 'yes' }, { forceEnvelope: 1 }, { envelope: true }, 'yes', [true]]) {
       expect(() => ContextMicroservicesModule.forRoot(bad as never)).toThrow(ContextConfigError);
-      expect(() => propagateClientContext(ClientProxyFactory.create({ transport: Transport.TCP }) as ClientProxy, bad as never)).toThrow(ContextConfigError);
-      expect(() => installMicroservicesPropagation(bad as never)).toThrow(ContextConfigError);
+      expect(() => propagateContext(ClientProxyFactory.create({ transport: Transport.TCP }) as ClientProxy, bad as never)).toThrow(ContextConfigError);
+      expect(() => propagateGlobalClients(bad as never)).toThrow(ContextConfigError);
     }
     expect(() => ContextMicroservicesModule.forRoot({ forceEnvelope: 'yes' as never })).toThrow(
       'ContextMicroservicesModule.forRoot(): option forceEnvelope must be true or false, got string "yes"',

@@ -17,7 +17,7 @@ import { Test } from '@nestjs/testing';
 import { Redis } from 'ioredis';
 import { firstValueFrom } from 'rxjs';
 import { ContextModule, ContextService } from '../../src/index.js';
-import { ContextMicroservicesModule, propagateClientContext } from '../../src/integrations/microservices/index.js';
+import { ContextMicroservicesModule, propagateContext } from '../../src/integrations/microservices/index.js';
 import { brokers, freePort, requireBroker, uniqueName } from '../utils/brokers.js';
 import {
   carriage,
@@ -210,8 +210,8 @@ for (const spec of specs) {
       expect(reply).toMatchObject({ correlationId: 'forced-2', carriedBy: defaultRoute(spec.transport) });
     });
 
-    it('propagateClientContext(client, { forceEnvelope: true }) forces the envelope on that client only', async () => {
-      const forced = propagateClientContext(newClient(), { forceEnvelope: true });
+    it('propagateContext(client, { forceEnvelope: true }) forces the envelope on that client only', async () => {
+      const forced = propagateContext(newClient(), { forceEnvelope: true });
       const other = newClient();
       const [a, b] = await Promise.all([seen(forced, 'per-client-env'), seen(other, 'per-client-default')]);
       expect(a.reply).toMatchObject({ correlationId: 'per-client-env', traceId: a.traceId, carriedBy: 'envelope' });

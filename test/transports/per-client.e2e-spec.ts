@@ -5,7 +5,7 @@ import { ClientProxyFactory, MessagePattern, Transport, type ClientProxy, type M
 import { Test } from '@nestjs/testing';
 import { firstValueFrom } from 'rxjs';
 import { ContextModule, ContextService } from '../../src/index.js';
-import { ContextMicroservicesModule, propagateClientContext } from '../../src/integrations/microservices/index.js';
+import { ContextMicroservicesModule, propagateContext } from '../../src/integrations/microservices/index.js';
 import { freePort } from '../utils/brokers.js';
 import { TransportContext } from './fixtures/harness.js';
 
@@ -21,7 +21,7 @@ class IdController {
 @Module({ imports: [ContextModule.forRoot(TransportContext), ContextMicroservicesModule.forRoot()], controllers: [IdController] })
 class ServerModule {}
 
-describe('propagateClientContext(): one client, without the global install on the sending side', () => {
+describe('propagateContext(): one client, without the global install on the sending side', () => {
   let server: INestMicroservice;
   let client: ClientProxy;
   let contexts: ContextService<TransportContext>;
@@ -30,9 +30,9 @@ describe('propagateClientContext(): one client, without the global install on th
   beforeAll(async () => {
     const options = { host: '127.0.0.1', port: await freePort() };
     // Wrapped before anything patched ClientProxy.prototype: this client carries the context on its own.
-    client = propagateClientContext(ClientProxyFactory.create({ transport: Transport.TCP, options }) as ClientProxy);
+    client = propagateContext(ClientProxyFactory.create({ transport: Transport.TCP, options }) as ClientProxy);
     expect(Object.prototype.hasOwnProperty.call(client, 'send')).toBe(true);
-    expect(propagateClientContext(client)).toBe(client);
+    expect(propagateContext(client)).toBe(client);
     const sender = await Test.createTestingModule({ imports: [ContextModule.forRoot(TransportContext)] }).compile();
     await sender.init();
     contexts = sender.get(ContextService);

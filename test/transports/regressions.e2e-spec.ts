@@ -15,8 +15,8 @@ import { firstValueFrom, map } from 'rxjs';
 import { ContextModule, ContextService, currentContext, type ContextInit } from '../../src/index.js';
 import {
   ContextMicroservicesModule,
-  installMicroservicesPropagation,
-  propagateClientContext,
+  propagateGlobalClients,
+  propagateContext,
 } from '../../src/integrations/microservices/index.js';
 import { withOutboundContext } from '../../src/integrations/microservices/client.js';
 import { CONTEXT_ENVELOPE_KEY } from '../../src/integrations/microservices/envelope.js';
@@ -215,10 +215,10 @@ describe('client patches', () => {
   @Module({ imports: [ContextModule.forRoot(TransportContext)] })
   class SenderModule {}
 
-  it('propagateClientContext() keeps carrying the context after a global install is removed, once', async () => {
+  it('propagateContext() keeps carrying the context after a global install is removed, once', async () => {
     const app = await NestFactory.createApplicationContext(SenderModule, { logger: false });
     const contexts = app.get<ContextService<TransportContext>>(ContextService);
-    const uninstall = await installMicroservicesPropagation();
+    const uninstall = await propagateGlobalClients();
     const client = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port: 1 } }) as ClientProxy;
     // No broker: capture the packet the client would publish.
     const packets: Array<{ data?: unknown; metadata?: Record<string, string> }> = [];
@@ -231,7 +231,7 @@ describe('client patches', () => {
       },
     });
     try {
-      propagateClientContext(client);
+      propagateContext(client);
       uninstall();
       const reply = await contexts.run(() => firstValueFrom(client.send('regress.packet', { a: 1 })), { correlationId: 'ctx-1' });
       expect(reply).toBe('ok');

@@ -29,7 +29,7 @@ import { ListenersController } from '@nestjs/microservices/listeners-controller.
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { firstValueFrom } from 'rxjs';
 import { ContextModule, ContextService, currentContext } from '../../src/index.js';
-import { ContextMicroservicesModule, installMicroservicesPropagation } from '../../src/integrations/microservices/index.js';
+import { ContextMicroservicesModule, propagateGlobalClients } from '../../src/integrations/microservices/index.js';
 import { CONTEXT_ENVELOPE_KEY } from '../../src/integrations/microservices/envelope.js';
 import { freePort } from '../utils/brokers.js';
 import { bootApp } from '../utils/platforms.js';
@@ -155,7 +155,7 @@ describe('teardown of the microservices integration', () => {
     }
 
     // A direct install outlives the last app.
-    const uninstall = await installMicroservicesPropagation();
+    const uninstall = await propagateGlobalClients();
     await hybrid.close();
     open.splice(open.indexOf(hybrid), 1);
     expect(patched().sort()).toEqual(all.sort());

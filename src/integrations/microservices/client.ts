@@ -46,7 +46,7 @@ export const packetMetadataSupport: { readonly tcp: boolean; readonly redis: boo
   });
 })();
 
-/** Marks a client that must use the envelope (`propagateClientContext(client, { forceEnvelope: true })`). */
+/** Marks a client that must use the envelope (`propagateContext(client, { forceEnvelope: true })`). */
 const FORCE_ENVELOPE = Symbol.for('nestjs-context:microservices-force-envelope');
 
 /**
@@ -361,7 +361,7 @@ export function patchClients(): () => void {
   return () => undo.forEach((fn) => fn());
 }
 
-/** Options of {@link propagateClientContext}. */
+/** Options of {@link propagateContext}. */
 export interface ClientPropagationOptions {
   /**
    * Send this client's TCP/Redis messages in the payload envelope even where the installed Nest
@@ -379,10 +379,10 @@ export interface ClientPropagationOptions {
  * TCP and Redis clients carry it in `packet.metadata` (see {@link ClientPropagationOptions.forceEnvelope}).
  *
  * @example
- * const billing = propagateClientContext(ClientProxyFactory.create({ transport: Transport.TCP, options }));
+ * const billing = propagateContext(ClientProxyFactory.create({ transport: Transport.TCP, options }));
  */
-export function propagateClientContext<C extends ClientProxy | ClientGrpcProxy>(client: C, options?: ClientPropagationOptions): C {
-  const forceEnvelope = checkForceEnvelope(options, 'propagateClientContext()');
+export function propagateContext<C extends ClientProxy | ClientGrpcProxy>(client: C, options?: ClientPropagationOptions): C {
+  const forceEnvelope = checkForceEnvelope(options, 'propagateContext()');
   void loadOptionalDeps();
   const target = client as unknown as Target;
   if (client instanceof ClientGrpcProxy) {

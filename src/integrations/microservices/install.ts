@@ -2,7 +2,7 @@ import { checkForceEnvelope, patchClients, requestEnvelope } from './client.js';
 import { loadOptionalDeps } from './optional-deps.js';
 import { patchServers } from './server.js';
 
-/** Options of `ContextMicroservicesModule.forRoot()` and {@link installMicroservicesPropagation}. */
+/** Options of `ContextMicroservicesModule.forRoot()` and {@link propagateGlobalClients}. */
 export interface ContextMicroservicesOptions {
   /**
    * Send TCP and Redis messages in the payload envelope (`{ "__nestjs_context__": {...}, "data": ... }`)
@@ -77,10 +77,10 @@ export function acquirePropagation(): () => void {
  * Throws `ContextConfigError` (synchronously) for invalid options.
  *
  * @example
- * const uninstall = await installMicroservicesPropagation();
+ * const uninstall = await propagateGlobalClients();
  */
-export function installMicroservicesPropagation(options?: ContextMicroservicesOptions): Promise<() => void> {
-  const forceEnvelope = checkForceEnvelope(options, 'installMicroservicesPropagation()');
+export function propagateGlobalClients(options?: ContextMicroservicesOptions): Promise<() => void> {
+  const forceEnvelope = checkForceEnvelope(options, 'propagateGlobalClients()');
   const release = acquirePropagation();
   const releaseEnvelope = forceEnvelope ? requestEnvelope() : undefined;
   let done = false;
