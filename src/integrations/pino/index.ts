@@ -9,7 +9,7 @@ import { storage, type ContextRecord } from '../../context.storage.js';
 import type { RegisteredContext } from '../../current-context.js';
 import { LogFieldReader, recordOf, type LoggerOwnKeys, type LogFields, type LogFieldsOptions } from '../../logging/fields.js';
 
-export type { ContextFieldSelector, LogFieldKeys, LogFields, LogFieldsOptions, LogFieldValue } from '../../logging/fields.js';
+export type { LogFields, LogFieldsOptions } from '../../logging/fields.js';
 
 /** A pino `mixin`: returns the fields the line gets from the active context (`{}` outside one). */
 export type ContextMixin = (mergeObject: object, level: number, logger?: object) => LogFields;

@@ -7,7 +7,7 @@ import { storage, type ContextRecord } from '../../context.storage.js';
 import type { RegisteredContext } from '../../current-context.js';
 import { LogFieldReader, type LoggerOwnKeys, type LogFieldsOptions } from '../../logging/fields.js';
 
-export type { ContextFieldSelector, LogFieldKeys, LogFields, LogFieldsOptions, LogFieldValue } from '../../logging/fields.js';
+export type { LogFields, LogFieldsOptions } from '../../logging/fields.js';
 
 /**
  * Where {@link contextMeta} leaves the context of the log call on the entry (a symbol, so it is never
