@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, Logger, Optional, type ExecutionContext, type Type } from '@nestjs/common';
 import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS, RECORD_KEY } from './context.constants.js';
 import { resolveOptions, type ResolvedContextOptions } from './context.options.js';
-import { ContextRecord, storage, type Carrier } from './context.storage.js';
+import { ContextRecord, recordOfRequest, storage, type Carrier } from './context.storage.js';
 import type { Trust } from './context.options.js';
 import type { ContextSource } from './interfaces/context-init.interface.js';
 import type { ContextModuleOptions } from './interfaces/context-module-options.interface.js';
@@ -89,26 +89,14 @@ export class ContextHost<T extends object = object> {
   /** Returns the request's record, creating it on first call, and echoes the id once a response is at hand. */
   forHttp(req: AnyRequest, res?: AnyResponse): ContextRecord<T> {
     const raw = req.raw ?? req;
-    let record = raw[RECORD_KEY] as ContextRecord<T> | undefined;
+    let record = recordOfRequest(raw, this.options) as ContextRecord<T> | undefined;
     if (record === undefined) {
+      // First entry of this app for the request; another app's record (a mounted app's outer app) stays below.
       record = this.fromCarrier(raw.headers, 'http', raw);
+      record.outer = raw[RECORD_KEY];
       raw[RECORD_KEY] = record;
-    } else if (record.config !== this.options) {
-      record = this.nestedHttp(raw, record);
     }
     if (res !== undefined && !record.echoed) this.echo(record, res);
-    return record;
-  }
-
-  /**
-   * The record of this app for a request another app entered first (a Nest app mounted inside
-   * another): this app's own, made once and stacked over the outer one, which stays reachable.
-   */
-  private nestedHttp(raw: IncomingMessage & Anchor, top: ContextRecord): ContextRecord<T> {
-    for (let r = top.outer; r !== undefined; r = r.outer) if (r.config === this.options) return r as ContextRecord<T>;
-    const record = this.fromCarrier(raw.headers, 'http', raw);
-    record.outer = top;
-    raw[RECORD_KEY] = record;
     return record;
   }
 
@@ -208,6 +196,24 @@ export class ContextHost<T extends object = object> {
       return this.readCarrier(carrier, source, request);
     } catch (error) {
       return this.failed(source, request, error);
+    }
+  }
+
+  /**
+   * Creates a record from propagation metadata the app trusts by where it comes from (BullMQ job
+   * options, stored in the app's own Redis): the request-based trust predicates are not consulted.
+   * The correlation id is the first value among the headers `idHeaders` (in order; a header may hold
+   * several candidates) that passes `validate`, else a generated one; trace and baggage are read
+   * from `carrier` on first use. A failing `validate` or `generate` gives a record with a default id
+   * and no inbound data, reported once through Nest's logger, as in {@link fromCarrier}.
+   */
+  fromTrustedCarrier(carrier: Carrier, source: ContextSource, idHeaders: readonly string[] = this.options.requestHeaders): ContextRecord<T> {
+    const o = this.options;
+    try {
+      const id = readCorrelationId(carrier, idHeaders, o.validate);
+      return new ContextRecord<T>(o, id ?? o.generate(), source, undefined, carrier, carrier);
+    } catch (error) {
+      return this.failed(source, undefined, error);
     }
   }
 

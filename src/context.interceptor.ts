@@ -1,7 +1,7 @@
 import { Injectable, InternalServerErrorException, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
-import { Observable } from 'rxjs';
+import type { Observable } from 'rxjs';
 import { ContextHost } from './context.host.js';
-import { storage } from './context.storage.js';
+import { runInRecord, storage } from './context.storage.js';
 
 /**
  * The global interceptor that enters the context around every handler. On HTTP the context is
@@ -23,6 +23,6 @@ export class ContextInterceptor implements NestInterceptor {
     const record = this.host.forExecution(ctx);
     if (record.failure !== undefined) throw new InternalServerErrorException(undefined, { cause: record.failure });
     if (storage.getStore() === record) return next.handle();
-    return new Observable((subscriber) => storage.run(record, () => next.handle().subscribe(subscriber)));
+    return runInRecord(record, () => next.handle());
   }
 }

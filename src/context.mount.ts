@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InternalServerErrorException } from '@nestjs/common';
 import type { AbstractHttpAdapter } from '@nestjs/core';
 import { RECORD_KEY } from './context.constants.js';
-import { storage, type ContextRecord } from './context.storage.js';
+import { recordOfRequest, storage, type ContextRecord } from './context.storage.js';
 
 type Entry = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void;
 interface Layer { handle?: unknown; name?: string }
@@ -109,8 +109,7 @@ function enterUnlessEntered(
   answerFailures: boolean,
 ): (req: RawRequest, res: ServerResponse, next: (error?: unknown) => void) => void {
   return (req, res, next) => {
-    const entered = req[RECORD_KEY];
-    if (entered !== undefined && entered.config === config) return next();
+    if (recordOfRequest(req, config) !== undefined) return next();
     const record = enter(req, res);
     // The framework's error path answers 500 (the id header is set already).
     if (record.failure !== undefined && answerFailures) return next(new InternalServerErrorException(undefined, { cause: record.failure }));

@@ -1,4 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { isObservable, Observable } from 'rxjs';
+import { RECORD_KEY } from './context.constants.js';
 import type { IncomingMessage } from 'node:http';
 import { ContextCreationError } from './context.errors.js';
 import type { ResolvedContextOptions } from './context.options.js';
@@ -203,3 +205,42 @@ type Holder = { [STORAGE_KEY]?: AsyncLocalStorage<ContextRecord> };
  */
 export const storage: AsyncLocalStorage<ContextRecord> = ((globalThis as Holder)[STORAGE_KEY] ??=
   new AsyncLocalStorage<ContextRecord>());
+
+type RecordHolder = { [RECORD_KEY]?: ContextRecord; raw?: { [RECORD_KEY]?: ContextRecord } | null };
+
+/**
+ * The one way to find the record an HTTP request carries: on Node's request, or on the `.raw` one of
+ * Fastify's wrapper. With `config`, the record of that app (a request that went through a mounted
+ * app carries one record per app, the latest on top). Never throws.
+ * @internal
+ */
+export function recordOfRequest(request: unknown, config?: object): ContextRecord | undefined {
+  if (request === null || typeof request !== 'object') return undefined;
+  let record: ContextRecord | undefined;
+  try {
+    const holder = request as RecordHolder;
+    record = holder[RECORD_KEY] ?? holder.raw?.[RECORD_KEY];
+  } catch {
+    return undefined; // a request object whose properties cannot be read carries nothing usable
+  }
+  if (!(record instanceof ContextRecord)) return undefined;
+  if (config !== undefined) while (record !== undefined && record.config !== config) record = record.outer;
+  return record;
+}
+
+/**
+ * The one way to run code inside a record: `fn` runs in it (directly when it is already the active
+ * one), and what it returns stays in it — an Observable is subscribed inside the record, a promise's
+ * value is kept there too (a promise of an Observable included).
+ * @internal
+ */
+export function runInRecord<R>(record: ContextRecord, fn: () => R): R {
+  const result = storage.getStore() === record ? fn() : storage.run(record, fn);
+  return keepInRecord(result, record) as R;
+}
+
+function keepInRecord(result: unknown, record: ContextRecord): unknown {
+  if (isObservable(result)) return new Observable<unknown>((subscriber) => storage.run(record, () => result.subscribe(subscriber)));
+  if (result instanceof Promise) return result.then((value: unknown) => keepInRecord(value, record));
+  return result;
+}

@@ -1,16 +1,12 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
-import { RECORD_KEY } from './context.constants.js';
 import { ContextNotActiveError } from './context.errors.js';
-import { storage, type ContextRecord } from './context.storage.js';
-
-type WithRecord = { [RECORD_KEY]?: ContextRecord; raw?: { [RECORD_KEY]?: ContextRecord } };
+import { recordOfRequest, storage, type ContextRecord } from './context.storage.js';
 
 /** The active record; for HTTP, where the async chain was lost, the request's own. */
 function recordOf(ctx: ExecutionContext): ContextRecord | undefined {
   const active = storage.getStore();
   if (active !== undefined || ctx.getType() !== 'http') return active;
-  const req = ctx.getArgByIndex<WithRecord | undefined>(0);
-  return req?.[RECORD_KEY] ?? req?.raw?.[RECORD_KEY];
+  return recordOfRequest(ctx.getArgByIndex<unknown>(0));
 }
 
 /**

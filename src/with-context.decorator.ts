@@ -1,6 +1,6 @@
 import { ContextError } from './context.errors.js';
 import { resolveHost } from './context.apps.js';
-import { storage, type ContextRecord } from './context.storage.js';
+import { runInRecord, storage } from './context.storage.js';
 import type { ContextSource } from './interfaces/context-init.interface.js';
 
 /** Options of {@link WithContext}. */
@@ -14,13 +14,8 @@ export interface WithContextOptions {
   source?: ContextSource;
 }
 
-/**
- * Runs `fn` inside `record` (or directly when it is already the active one); promises stay inside
- * until they settle. @internal
- */
-export function runIn<R>(record: ContextRecord, fn: () => R): R {
-  return storage.getStore() === record ? fn() : storage.run(record, fn);
-}
+/** Runs `fn` inside `record`; see `runInRecord` (kept under this name for the integrations). @internal */
+export const runIn = runInRecord;
 
 // ---------------------------------------------------------------------------------------------
 // Method wrapping that keeps decorator metadata (internal, shared by the integrations).

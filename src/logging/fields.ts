@@ -1,7 +1,6 @@
 import { Logger } from '@nestjs/common';
-import { RECORD_KEY } from '../context.constants.js';
 import { ContextConfigError, describe } from '../context.errors.js';
-import { storage, type ContextRecord } from '../context.storage.js';
+import { recordOfRequest, storage, type ContextRecord } from '../context.storage.js';
 import type { RegisteredContext } from '../current-context.js';
 import type { TraceInfo } from '../interfaces/trace-info.interface.js';
 import { DEFAULT_MAX_LOG_VALUE_LENGTH, MIN_MAX_LOG_VALUE_LENGTH, sanitizeLogValue } from './sanitize.js';
@@ -100,7 +99,6 @@ export interface LoggerOwnKeys {
   readonly keys: readonly string[];
 }
 
-type Anchor = { [RECORD_KEY]?: ContextRecord; raw?: unknown };
 type Picker = (context: object) => Readonly<Record<string, unknown>> | undefined;
 
 const KEY = /^[A-Za-z_$][A-Za-z0-9_$.-]{0,63}$/;
@@ -108,18 +106,9 @@ const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor',
 const UNSAFE_KEY_CHAR = /[^A-Za-z0-9_$.-]/;
 const UNSAFE_KEY_CHARS = new RegExp(UNSAFE_KEY_CHAR.source, 'g');
 
-/**
- * The context record attached to an HTTP request (Node's request, or the `.raw` one of Fastify's
- * wrapper), or `undefined`.
- * @internal
- */
+/** The context record attached to an HTTP request, or `undefined` (see `recordOfRequest`). @internal */
 export function recordOf(request: unknown): ContextRecord | undefined {
-  if (request === null || typeof request !== 'object') return undefined;
-  const anchor = request as Anchor;
-  const own = anchor[RECORD_KEY];
-  if (own !== undefined) return own;
-  const raw = anchor.raw;
-  return raw !== null && typeof raw === 'object' ? (raw as Anchor)[RECORD_KEY] : undefined;
+  return recordOfRequest(request);
 }
 
 /**

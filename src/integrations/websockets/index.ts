@@ -1,11 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import { Inject, Injectable, Module, Optional, type DynamicModule } from '@nestjs/common';
 import { ApplicationConfig } from '@nestjs/core';
-import { Observable, isObservable } from 'rxjs';
 import { ContextHost } from '../../context.host.js';
-import type { Carrier, ContextRecord } from '../../context.storage.js';
+import { runInRecord, type Carrier, type ContextRecord } from '../../context.storage.js';
 import { hostOrThrow } from '../../context.apps.js';
-import { runIn } from '../../with-context.decorator.js';
 
 /** Options of {@link ContextWsModule.forRoot}. */
 export interface ContextWsOptions {
@@ -123,12 +121,6 @@ function trustedHandshake(
   return { request: found.request, headers: copyHeaders(found.headers, names) };
 }
 
-/** Keeps the subscription of an Observable returned by a handler inside the message's context. */
-function bindResult(result: unknown, record: ContextRecord): unknown {
-  if (isObservable(result)) return new Observable((subscriber) => runIn(record, () => result.subscribe(subscriber)));
-  if (result instanceof Promise) return result.then((value: unknown) => bindResult(value, record));
-  return result;
-}
 
 /**
  * Enters a context per WebSocket message before Nest's pipeline runs (so guards, interceptors,
@@ -192,7 +184,7 @@ class ContextWsSetup {
               ...handler,
               callback: (...args: unknown[]) => {
                 const record = open(client);
-                return bindResult(runIn(record, () => callback(...args)), record);
+                return runInRecord(record, () => callback(...args));
               },
             };
           })
@@ -205,14 +197,14 @@ class ContextWsSetup {
     if (typeof bindConnect === 'function') {
       adapter.bindClientConnect = function (server: unknown, callback: AnyFn) {
         if (typeof callback !== 'function') return bindConnect.call(this, server, callback);
-        return bindConnect.call(this, server, (...args: unknown[]) => runIn(open(args[0]), () => callback(...args)));
+        return bindConnect.call(this, server, (...args: unknown[]) => runInRecord(open(args[0]), () => callback(...args)));
       };
     }
     const bindDisconnect = adapter.bindClientDisconnect;
     if (typeof bindDisconnect === 'function') {
       adapter.bindClientDisconnect = function (client: unknown, callback: AnyFn) {
         if (typeof callback !== 'function') return bindDisconnect.call(this, client, callback);
-        return bindDisconnect.call(this, client, (...args: unknown[]) => runIn(open(client), () => callback(...args)));
+        return bindDisconnect.call(this, client, (...args: unknown[]) => runInRecord(open(client), () => callback(...args)));
       };
     }
   }
