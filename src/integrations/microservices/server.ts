@@ -1,8 +1,7 @@
 import { Server, ServerGrpc } from '@nestjs/microservices';
 import { ListenersController } from '@nestjs/microservices/listeners-controller.js';
-import { isObservable, Observable } from 'rxjs';
 import type { ContextHost } from '../../context.host.js';
-import { storage, type ContextRecord } from '../../context.storage.js';
+import { runInRecord, storage, type ContextRecord } from '../../context.storage.js';
 import { appOfController, registering } from './apps.js';
 import { ENVELOPE_CARRIER } from './carrier.js';
 import { CONTEXT_ENVELOPE_KEY, isEnvelope } from './envelope.js';
@@ -14,16 +13,6 @@ type RegisterPatternHandlers = (this: object, instanceWrapper: unknown, serverIn
 const ORIGINAL = Symbol.for('nestjs-context:microservices-original');
 const WRAPPED = Symbol.for('nestjs-context:microservices-wrapped-handler');
 
-/** Makes a handler's Observable (or a Promise of one) subscribe inside the record's context. */
-function bindResult(result: unknown, record: ContextRecord): unknown {
-  if (isObservable(result)) {
-    return new Observable<unknown>((subscriber) => storage.run(record, () => result.subscribe(subscriber)));
-  }
-  if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
-    return (result as PromiseLike<unknown>).then((value) => bindResult(value, record));
-  }
-  return result;
-}
 
 /**
  * Whether a handler argument is Nest's `RequestContextHost` (`{ pattern, data, context }` with its
@@ -95,11 +84,7 @@ function runInMessageContext(self: unknown, callback: Handler, args: unknown[], 
     record = undefined;
   }
   if (record === undefined) return callback.apply(self, args);
-  const active = record;
-  return bindResult(
-    storage.run(active, () => callback.apply(self, args)),
-    active,
-  );
+  return runInRecord(record, () => callback.apply(self, args));
 }
 
 /**
