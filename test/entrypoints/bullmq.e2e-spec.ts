@@ -5,7 +5,8 @@ import { Test } from '@nestjs/testing';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { Queue, Worker, type Job } from 'bullmq';
 import request from 'supertest';
-import { ContextModule, ContextService, currentContext, getCurrentContext } from 'nestjs-context';
+import { ContextModule, ContextService, currentContext, getOutboundHeaders } from 'nestjs-context';
+import { activeContext as getCurrentContext } from '../utils/internals.js';
 import {
   ContextBullModule,
   JOB_CONTEXT_OPTION,
@@ -128,7 +129,7 @@ class JobsController {
   @Post()
   async add(@Body() body: { key: string; userId?: string }) {
     this.context.get().userId = body.userId;
-    const headers = this.context.outboundHeaders();
+    const headers = getOutboundHeaders();
     await this.producer.queue.add('http', { key: body.key, payload: { a: 1 } });
     return { correlationId: this.context.correlationId, trace: this.context.trace, headers };
   }

@@ -4,7 +4,8 @@ import { EventEmitter2, EventEmitterModule, OnEvent } from '@nestjs/event-emitte
 import { Test } from '@nestjs/testing';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import request from 'supertest';
-import { ContextModule, ContextService, currentContext, getCurrentContext } from 'nestjs-context';
+import { ContextModule, ContextService, currentContext } from 'nestjs-context';
+import { activeContext as getCurrentContext } from '../utils/internals.js';
 import { ContextEventEmitterModule, ListenerContext } from 'nestjs-context/event-emitter';
 import { MyContext } from '../fixtures/app-context.js';
 import { Log, sleep } from './log.js';
