@@ -9,7 +9,7 @@ import {
 import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { ContextHost } from '../../context.host.js';
 import { storage } from '../../context.storage.js';
-import { AppBindings, MethodExplorer } from '../../method.explorer.js';
+import { AppBindings, MethodExplorer, type WrapperMaker } from '../../method.explorer.js';
 import { hostOrThrow } from '../../context.apps.js';
 import type { AnyMethod } from '../../with-context.decorator.js';
 
@@ -46,7 +46,7 @@ interface Binding {
   mode: ListenerContextMode;
 }
 
-/** Listener classes (and their instances) → the app they belong to; the latest live app is current. */
+/** Listener classes (and their instances) → the apps that imported this integration, with their mode. */
 const bindings = new AppBindings<Binding>();
 
 /**
@@ -89,24 +89,24 @@ class ContextEventExplorer extends MethodExplorer<Binding> {
     this.scan();
   }
 
-  protected matches(method: unknown): boolean {
-    return typeof method === 'function' && metadata(EVENT_LISTENER_METADATA, method) !== undefined;
+  protected wrapperOf(_key: string, method: AnyMethod): WrapperMaker | undefined {
+    return metadata(EVENT_LISTENER_METADATA, method) !== undefined ? wrapListener : undefined;
   }
+}
 
-  protected wrap(original: AnyMethod): AnyMethod {
-    const own = metadata(MODE_METADATA, original) as ListenerContextMode | undefined;
-    return function (this: unknown, ...args: unknown[]) {
-      // Only objects of an app that imported this integration get a context from it.
-      const binding = bindings.of(this);
-      const host = binding?.host;
-      if (host === undefined || host.closed) return original.apply(this, args);
-      // EventEmitter2 runs `{ async: true }` / `nextTick` / `promisify` listeners from setImmediate,
-      // process.nextTick or a promise: all of them carry AsyncLocalStorage, so the emitter's context
-      // is still the active one here.
-      if ((own ?? binding?.mode ?? 'inherit') === 'inherit' && storage.getStore() !== undefined) return original.apply(this, args);
-      return storage.run(host.create({ source: EVENT_CONTEXT_SOURCE }), () => original.apply(this, args));
-    };
-  }
+/** An `@OnEvent()` listener, run in the emitter's context or a fresh one of the app its object belongs to. */
+function wrapListener(original: AnyMethod): AnyMethod {
+  const own = metadata(MODE_METADATA, original) as ListenerContextMode | undefined;
+  return function (this: unknown, ...args: unknown[]) {
+    // Only objects of an app that imported this integration get a context from it.
+    const binding = bindings.of(this);
+    if (binding === undefined || binding.host.closed) return original.apply(this, args);
+    // EventEmitter2 runs `{ async: true }` / `nextTick` / `promisify` listeners from setImmediate,
+    // process.nextTick or a promise: all of them carry AsyncLocalStorage, so the emitter's context
+    // is still the active one here.
+    if ((own ?? binding.mode) === 'inherit' && storage.getStore() !== undefined) return original.apply(this, args);
+    return storage.run(binding.host.create({ source: EVENT_CONTEXT_SOURCE }), () => original.apply(this, args));
+  };
 }
 
 /**

@@ -2,7 +2,7 @@ import { Inject, Injectable, Module, Optional, type DynamicModule } from '@nestj
 import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { ContextHost } from '../../context.host.js';
 import { storage } from '../../context.storage.js';
-import { AppBindings, MethodExplorer } from '../../method.explorer.js';
+import { AppBindings, MethodExplorer, type AppBinding, type WrapperMaker } from '../../method.explorer.js';
 import { hostOrThrow } from '../../context.apps.js';
 import type { AnyMethod } from '../../with-context.decorator.js';
 
@@ -13,8 +13,8 @@ export const SCHEDULE_CONTEXT_SOURCE = 'schedule';
 const SCHEDULER_TYPE = 'SCHEDULER_TYPE';
 const TAG = Symbol.for('nestjs-context:schedule');
 
-/** Classes with scheduled methods (and their instances) → the host of their app; the latest live app is current. */
-const bindings = new AppBindings<ContextHost>();
+/** Classes with scheduled methods (and their instances) → the apps that imported this integration. */
+const bindings = new AppBindings<AppBinding>();
 
 function hasScheduleMetadata(fn: unknown): boolean {
   const reflect = Reflect as unknown as { getMetadata?(key: string, target: object): unknown };
@@ -27,24 +27,25 @@ function hasScheduleMetadata(fn: unknown): boolean {
  * `onModuleInit` — so that every run opens a fresh context. @internal
  */
 @Injectable()
-class ContextScheduleExplorer extends MethodExplorer<ContextHost> {
+class ContextScheduleExplorer extends MethodExplorer<AppBinding> {
   constructor(discovery: DiscoveryService, @Optional() @Inject(ContextHost) host: ContextHost | undefined) {
-    super(discovery, bindings, hostOrThrow(host, 'ContextScheduleModule'), TAG);
+    super(discovery, bindings, { host: hostOrThrow(host, 'ContextScheduleModule') }, TAG);
     this.scan();
   }
 
-  protected matches(method: unknown): boolean {
-    return hasScheduleMetadata(method);
+  protected wrapperOf(_key: string, method: AnyMethod): WrapperMaker | undefined {
+    return hasScheduleMetadata(method) ? wrapScheduled : undefined;
   }
+}
 
-  protected wrap(original: AnyMethod): AnyMethod {
-    return function (this: unknown, ...args: unknown[]) {
-      // Only objects of an app that imported this integration get a context from it.
-      const host = bindings.of(this);
-      if (host === undefined || host.closed) return original.apply(this, args);
-      return storage.run(host.create({ source: SCHEDULE_CONTEXT_SOURCE }), () => original.apply(this, args));
-    };
-  }
+/** A scheduled method, run in a fresh context of the app its object belongs to. */
+function wrapScheduled(original: AnyMethod): AnyMethod {
+  return function (this: unknown, ...args: unknown[]) {
+    // Only objects of an app that imported this integration get a context from it.
+    const host = bindings.of(this)?.host;
+    if (host === undefined || host.closed) return original.apply(this, args);
+    return storage.run(host.create({ source: SCHEDULE_CONTEXT_SOURCE }), () => original.apply(this, args));
+  };
 }
 
 /**
