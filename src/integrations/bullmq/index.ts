@@ -5,17 +5,15 @@ import {
   Optional,
   type DynamicModule,
   type OnApplicationBootstrap,
-  type OnModuleDestroy,
-  type OnModuleInit,
 } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { Queue, type Job, type JobsOptions } from 'bullmq';
+import { DEFAULT_REQUEST_HEADERS } from '../../context.constants.js';
 import { ContextHost } from '../../context.host.js';
-import { ContextRecord, storage, type Carrier } from '../../context.storage.js';
-import { AppBindings, classOf } from '../../method.explorer.js';
-import { readCorrelationId } from '../../propagation/correlation-id.js';
+import { ContextRecord, runInRecord, storage } from '../../context.storage.js';
+import { AppBindings, MethodExplorer, type AppBinding, type WrapperMaker } from '../../method.explorer.js';
 import { hostOrThrow, resolveHost } from '../../context.apps.js';
-import { runIn, wrapMethod } from '../../with-context.decorator.js';
+import type { AnyMethod } from '../../with-context.decorator.js';
 
 /**
  * The job option under which the producer's context travels with a job (in `job.opts`, never in
@@ -49,18 +47,17 @@ const JOB_RECORD = Symbol.for('nestjs-context:bullmq-record');
 const MAX_VALUE_LENGTH = 8192;
 const MAX_KEYS = 16;
 
-type AnyFn = (this: unknown, ...args: unknown[]) => unknown;
 type JobLike = { id?: unknown; data?: unknown; opts?: unknown; [JOB_RECORD]?: ContextRecord };
 
-interface Binding {
-  host: ContextHost;
-  trust: boolean;
+/** Job metadata as {@link readJobContext} hands it out: header name (lower-case) → value, or candidates in priority order. */
+export type JobContextMetadata = Readonly<Record<string, string | readonly string[]>>;
+
+interface Binding extends AppBinding {
+  /** `trustJobMetadata` of this app's `ContextBullModule`. */
+  readonly trust: boolean;
 }
 
-/**
- * Processor classes and this app's instances of them → the app (host and options) they belong to;
- * the latest live app is current, and closing it restores the earlier one.
- */
+/** Processor classes and this app's instances of them → the apps (host and options) that imported this integration. */
 const bindings = new AppBindings<Binding>();
 
 function isJob(value: unknown): value is JobLike {
@@ -77,16 +74,25 @@ function isJob(value: unknown): value is JobLike {
  * Reads a job's context metadata; `undefined` when it has none or when it is malformed in any way
  * (not a plain object of at most 16 string values of sane length, or not readable at all: a getter
  * that throws, a revoked Proxy). Never throws.
+ *
+ * Header names are lower-cased. When several keys differ only in case, the exact lower-case key
+ * comes first, then the others in the order the job holds them: for the correlation id headers
+ * `idHeaders` (default: `x-request-id`, `x-correlation-id`) every such value is kept, as a list
+ * when there are several (an invalid `X-Request-Id` then cannot hide a valid `x-request-id`: the
+ * first valid one wins); any other header keeps the first value.
  */
-export function readJobContext(job: { opts?: unknown } | undefined | null): Readonly<Record<string, string>> | undefined {
+export function readJobContext(
+  job: { opts?: unknown } | undefined | null,
+  idHeaders: readonly string[] = DEFAULT_REQUEST_HEADERS,
+): JobContextMetadata | undefined {
   try {
-    return readMetadata(job);
+    return readMetadata(job, idHeaders);
   } catch {
     return undefined;
   }
 }
 
-function readMetadata(job: { opts?: unknown } | undefined | null): Readonly<Record<string, string>> | undefined {
+function readMetadata(job: { opts?: unknown } | undefined | null, idHeaders: readonly string[]): JobContextMetadata | undefined {
   const opts = job?.opts;
   if (typeof opts !== 'object' || opts === null) return undefined;
   const meta = (opts as Record<string, unknown>)[JOB_CONTEXT_OPTION];
@@ -95,21 +101,30 @@ function readMetadata(job: { opts?: unknown } | undefined | null): Readonly<Reco
   if (proto !== Object.prototype && proto !== null) return undefined;
   const keys = Object.keys(meta);
   if (keys.length === 0 || keys.length > MAX_KEYS) return undefined;
-  const carrier: Record<string, string> = Object.create(null) as Record<string, string>;
+  // Lower-case name → its values, the exact lower-case key's first, then the others in key order.
+  const values = new Map<string, string[]>();
   for (const key of keys) {
     const value = (meta as Record<string, unknown>)[key];
     if (typeof value !== 'string' || value.length > MAX_VALUE_LENGTH) return undefined;
-    carrier[key.toLowerCase()] = value;
+    const name = key.toLowerCase();
+    const list = values.get(name);
+    if (list === undefined) values.set(name, [value]);
+    else if (key === name) list.unshift(value);
+    else list.push(value);
+  }
+  const carrier: Record<string, string | readonly string[]> = Object.create(null) as Record<string, string | readonly string[]>;
+  for (const [name, list] of values) {
+    const ids = idHeaders.some((id) => id.toLowerCase() === name);
+    carrier[name] = ids && list.length > 1 ? Object.freeze(list) : (list[0] as string);
   }
   return carrier;
 }
 
-/** Builds the record of one job run from its metadata (trusted: it comes from the app's own Redis). */
-function recordFromCarrier(host: ContextHost, carrier: Carrier): ContextRecord {
+/** The correlation id headers a job is read with: the app's outbound header (what producers write) first, then its request headers. */
+function jobIdHeaders(host: ContextHost): readonly string[] {
   const o = host.options;
-  const names = o.outboundHeader === undefined ? o.requestHeaders : [o.outboundHeader, ...o.requestHeaders];
-  const id = readCorrelationId(carrier, names, o.validate) ?? o.generate();
-  return new ContextRecord(o, id, JOB_CONTEXT_SOURCE, undefined, carrier, carrier);
+  const names = o.outboundHeader === undefined ? [...o.requestHeaders] : [o.outboundHeader, ...o.requestHeaders];
+  return names.filter((name, i) => names.indexOf(name) === i);
 }
 
 /**
@@ -120,8 +135,12 @@ function recordFromCarrier(host: ContextHost, carrier: Carrier): ContextRecord {
 function recordForJob(host: ContextHost, job: JobLike, trust: boolean): ContextRecord {
   const anchored = anchoredRecord(job);
   if (anchored !== undefined && anchored.config === host.options) return anchored;
-  const carrier = trust ? readJobContext(job) : undefined;
-  const record = carrier === undefined ? host.create({ source: JOB_CONTEXT_SOURCE }) : recordFromCarrier(host, carrier);
+  // Trusted metadata only (`trustJobMetadata: false` never reads it); a failing validate/generate
+  // gives a fresh record with a default id, reported once, and the job still runs.
+  const names = trust ? jobIdHeaders(host) : undefined;
+  const carrier = names === undefined ? undefined : readJobContext(job, names);
+  const record =
+    carrier === undefined ? host.create({ source: JOB_CONTEXT_SOURCE }) : host.fromTrustedCarrier(carrier, JOB_CONTEXT_SOURCE, names);
   try {
     Object.defineProperty(job, JOB_RECORD, { value: record, configurable: true, writable: true, enumerable: false });
   } catch {
@@ -170,22 +189,46 @@ export interface QueueLike {
  * @example const queue = propagateQueueContext(new Queue('mail', { connection }));
  */
 export function propagateQueueContext<Q extends QueueLike>(queue: Q): Q {
+  patchQueue(queue);
+  return queue;
+}
+
+/**
+ * Patches `add`/`addBulk` of `queue` (own properties over the prototype's methods); returns the
+ * function that takes the patch off again, or `undefined` when the queue was patched already.
+ */
+function patchQueue(queue: QueueLike): (() => void) | undefined {
   const target = queue as unknown as Record<string | symbol, unknown>;
-  if (target[TAG] === true) return queue;
-  const add = queue.add as unknown as AnyFn;
-  const addBulk = queue.addBulk as unknown as AnyFn;
-  Object.defineProperty(target, TAG, { value: true });
-  target.add = function (this: unknown, name: unknown, data: unknown, opts?: JobsOptions) {
+  if (target[TAG] === true) return undefined;
+  const ownAdd = Object.getOwnPropertyDescriptor(target, 'add');
+  const ownAddBulk = Object.getOwnPropertyDescriptor(target, 'addBulk');
+  const add = queue.add as unknown as AnyMethod;
+  const addBulk = queue.addBulk as unknown as AnyMethod;
+  const patchedAdd = function (this: unknown, name: unknown, data: unknown, opts?: JobsOptions) {
     return add.call(this, name, data, withJobContext(opts));
   };
-  target.addBulk = function (this: unknown, jobs: unknown) {
+  const patchedAddBulk = function (this: unknown, jobs: unknown) {
     if (storage.getStore() === undefined || !Array.isArray(jobs)) return addBulk.call(this, jobs);
     const withContext = jobs.map((job: { opts?: JobsOptions }) =>
       job !== null && typeof job === 'object' ? { ...job, opts: withJobContext(job.opts) } : job,
     );
     return addBulk.call(this, withContext);
   };
-  return queue;
+  Object.defineProperty(target, TAG, { value: true, configurable: true });
+  target.add = patchedAdd;
+  target.addBulk = patchedAddBulk;
+  return () => {
+    // Patched over since by someone else: their patch calls ours, which stays.
+    if (target.add !== patchedAdd || target.addBulk !== patchedAddBulk) return;
+    restoreOwn(target, 'add', ownAdd);
+    restoreOwn(target, 'addBulk', ownAddBulk);
+    delete target[TAG];
+  };
+}
+
+function restoreOwn(target: Record<string, unknown>, key: string, own: PropertyDescriptor | undefined): void {
+  if (own === undefined) delete target[key];
+  else Object.defineProperty(target, key, own);
 }
 
 /**
@@ -204,35 +247,38 @@ export function contextProcessor<J extends Job, R, A extends unknown[]>(
   const trust = options.trustJobMetadata ?? true;
   return function (this: unknown, job: J, ...rest: A): R {
     const host = resolveHost('contextProcessor()', this);
-    return runIn(recordForJob(host, job as unknown as JobLike, trust), () => processor.call(this, job, ...rest));
+    return runInRecord(recordForJob(host, job as unknown as JobLike, trust), () => processor.call(this, job, ...rest));
   };
 }
 
-/** The binding of a processor object: only objects of an app that imported this integration, while it runs. */
-function bindingOf(instance: unknown): Binding | undefined {
-  if (typeof instance !== 'object' || instance === null) return undefined;
-  const found = bindings.of(instance);
-  return found === undefined || found.host.closed ? undefined : found;
-}
-
 /** `process(job, …)` of a processor class, run inside the job's context. */
-function wrapProcess(original: AnyFn): AnyFn {
+function wrapProcess(original: AnyMethod): AnyMethod {
   return function (this: unknown, job: unknown, ...rest: unknown[]) {
-    const binding = bindingOf(this);
-    if (binding === undefined || !isJob(job)) return original.call(this, job, ...rest);
-    return runIn(recordForJob(binding.host, job, binding.trust), () => original.call(this, job, ...rest));
+    const binding = bindings.of(this);
+    if (binding === undefined || binding.host.closed || !isJob(job)) return original.call(this, job, ...rest);
+    return runInRecord(recordForJob(binding.host, job, binding.trust), () => original.call(this, job, ...rest));
   };
 }
 
 /** An `@OnWorkerEvent()` handler: inside the job's context when its first argument is a job, else a fresh one. */
-function wrapWorkerEvent(original: AnyFn): AnyFn {
+function wrapWorkerEvent(original: AnyMethod): AnyMethod {
   return function (this: unknown, ...args: unknown[]) {
-    const binding = bindingOf(this);
-    if (binding === undefined) return original.apply(this, args);
+    const binding = bindings.of(this);
+    if (binding === undefined || binding.host.closed) return original.apply(this, args);
     const first = args[0];
     const record = isJob(first) ? recordForJob(binding.host, first, binding.trust) : binding.host.create({ source: JOB_CONTEXT_SOURCE });
-    return runIn(record, () => original.apply(this, args));
+    return runInRecord(record, () => original.apply(this, args));
   };
+}
+
+function isProcessorClass(type: object): boolean {
+  const reflect = Reflect as unknown as { getMetadata?(key: string, target: object): unknown };
+  return reflect.getMetadata?.(PROCESSOR_METADATA, type) !== undefined;
+}
+
+function isWorkerEventHandler(method: object): boolean {
+  const reflect = Reflect as unknown as { getMetadata?(key: string, target: object): unknown };
+  return reflect.getMetadata?.(ON_WORKER_EVENT_METADATA, method) !== undefined;
 }
 
 interface WorkerLike {
@@ -241,66 +287,48 @@ interface WorkerLike {
 
 /**
  * Finds the app's `@Processor()` classes and registered queues and connects them to the context.
- * Processor methods are wrapped while the app is being built (before `@nestjs/bullmq` binds them),
- * queues as soon as they exist. @internal
+ * `process` and the `@OnWorkerEvent()` methods of processor classes are wrapped while the app is
+ * being built (before `@nestjs/bullmq` binds them), like every integration's methods (see
+ * {@link MethodExplorer}); queues as soon as they exist, until the app closes. @internal
  */
 @Injectable()
-class ContextBullExplorer implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
-  private readonly binding: Binding;
-  private readonly classes = new Set<object>();
-  private readonly instances = new Set<object>();
+class ContextBullExplorer extends MethodExplorer<Binding> implements OnApplicationBootstrap {
+  private readonly propagate: boolean;
 
   constructor(
-    private readonly discovery: DiscoveryService,
+    discovery: DiscoveryService,
     @Optional() @Inject(ContextHost) host: ContextHost | undefined,
-    @Optional() @Inject(CONTEXT_BULL_OPTIONS) private readonly options: ContextBullOptions = {},
+    @Optional() @Inject(CONTEXT_BULL_OPTIONS) options: ContextBullOptions = {},
   ) {
-    this.binding = { host: hostOrThrow(host, 'ContextBullModule'), trust: options?.trustJobMetadata ?? true };
+    super(discovery, bindings, { host: hostOrThrow(host, 'ContextBullModule'), trust: options?.trustJobMetadata ?? true }, TAG);
+    this.propagate = options?.propagate !== false;
     // Providers are not instantiated yet, but their classes are known: wrapping the prototypes now
     // happens before any lifecycle hook, so before @nestjs/bullmq binds `process` to its workers.
-    for (const wrapper of this.discovery.getProviders()) {
-      const metatype = wrapper.metatype as unknown;
-      if (typeof metatype === 'function' && !wrapper.inject) this.patchClass(metatype);
-      else if (metatype === null || metatype === undefined) this.patchClass(classOf(wrapper.instance)); // useValue
-    }
+    this.scan();
   }
 
-  private patchClass(type: unknown): void {
-    if (typeof type !== 'function' || this.classes.has(type)) return;
-    const reflect = Reflect as unknown as { getMetadata?(key: string, target: object): unknown };
-    if (reflect.getMetadata?.(PROCESSOR_METADATA, type) === undefined) return;
-    const proto = (type as { prototype: Record<string, unknown> }).prototype;
-    this.classes.add(type);
-    bindings.bind(type, this.binding);
-    wrapMethod(proto, 'process', TAG, wrapProcess);
-    for (let p: object | null = proto; p !== null && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
-      for (const key of Object.getOwnPropertyNames(p)) {
-        const descriptor = Object.getOwnPropertyDescriptor(p, key);
-        const fn = descriptor?.value as unknown;
-        if (key === 'constructor' || typeof fn !== 'function') continue;
-        if (reflect.getMetadata?.(ON_WORKER_EVENT_METADATA, fn) !== undefined) wrapMethod(proto, key, TAG, wrapWorkerEvent);
-      }
-    }
+  protected override wantsClass(type: object): boolean {
+    return isProcessorClass(type);
+  }
+
+  protected wrapperOf(key: string, method: AnyMethod): WrapperMaker | undefined {
+    if (key === 'process') return wrapProcess;
+    return isWorkerEventHandler(method) ? wrapWorkerEvent : undefined;
   }
 
   /**
-   * Wraps processors given as `useValue`/`useFactory` providers and the registered queues, and binds
-   * this app's processor instances to this app (they keep it while another app shares the class).
+   * Wraps processors given as `useValue`/`useFactory` providers and binds this app's processor
+   * instances (see {@link MethodExplorer.onModuleInit}), and makes the registered queues propagate
+   * the context until the app closes.
    */
-  onModuleInit(): void {
-    for (const wrapper of this.discovery.getProviders()) {
-      if (!wrapper.isDependencyTreeStatic()) continue;
-      const instance = wrapper.instance as unknown;
-      if (instance === null || typeof instance !== 'object') continue;
-      if (this.options?.propagate !== false && instance instanceof Queue) {
-        propagateQueueContext(instance);
-        continue;
+  override onModuleInit(): void {
+    super.onModuleInit();
+    if (this.propagate) {
+      for (const wrapper of this.discovery.getProviders()) {
+        if (!wrapper.isDependencyTreeStatic() || !(wrapper.instance instanceof Queue)) continue;
+        const undo = patchQueue(wrapper.instance as unknown as QueueLike);
+        if (undo !== undefined) this.binding.host.onClose(undo);
       }
-      const type = classOf(instance);
-      this.patchClass(type);
-      if (type === undefined || !this.classes.has(type) || this.instances.has(instance)) continue;
-      this.instances.add(instance);
-      bindings.bind(instance, this.binding);
     }
     this.wrapWorkers();
   }
@@ -310,30 +338,27 @@ class ContextBullExplorer implements OnModuleInit, OnApplicationBootstrap, OnMod
     this.wrapWorkers();
   }
 
+  /**
+   * Wraps the worker of each request-scoped processor of this app, so that Nest builds the processor
+   * (and whatever it injects, `MyContext` included) inside the job's context of this app.
+   */
   private wrapWorkers(): void {
     for (const wrapper of this.discovery.getProviders()) {
       const instance = wrapper.instance as { _worker?: WorkerLike } | null | undefined;
-      if (instance === null || typeof instance !== 'object' || !this.classes.has(instance.constructor)) continue;
+      if (instance === null || typeof instance !== 'object' || !this.bindsClass(instance.constructor)) continue;
       if (wrapper.isDependencyTreeStatic()) continue;
       const worker = instance._worker;
       const fn = worker?.processFn;
       if (worker === undefined || typeof fn !== 'function' || (fn as unknown as Record<symbol, unknown>)[TAG] === true) continue;
       const binding = this.binding;
-      const original = fn as AnyFn;
+      const original = fn as AnyMethod;
       const wrapped = function (this: unknown, job: unknown, ...rest: unknown[]) {
         if (!isJob(job)) return original.call(this, job, ...rest);
-        return runIn(recordForJob(binding.host, job, binding.trust), () => original.call(this, job, ...rest));
+        return runInRecord(recordForJob(binding.host, job, binding.trust), () => original.call(this, job, ...rest));
       };
       Object.defineProperty(wrapped, TAG, { value: true });
       worker.processFn = wrapped;
     }
-  }
-
-  /** Unbinds this app's processor classes and instances: an earlier app still alive becomes current again. */
-  onModuleDestroy(): void {
-    for (const key of [...this.classes, ...this.instances]) bindings.unbind(key, this.binding);
-    this.classes.clear();
-    this.instances.clear();
   }
 }
 

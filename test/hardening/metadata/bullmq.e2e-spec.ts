@@ -82,23 +82,29 @@ const jobMetadata: fc.Arbitrary<string> = fc.oneof(
 
 /**
  * The candidates a worker must consider, by `readJobContext`'s contract: a plain object of 1–16
- * string values of at most 8192 characters, keys lower-cased (a later key wins, in the order the
- * worker got them), or nothing at all.
+ * string values of at most 8192 characters, keys lower-cased; for a correlation id header, the
+ * values of every key that differs from it only in case, the exact lower-case key's first, then
+ * the others in the order the worker got them (so an invalid `X-Request-Id` cannot hide a valid
+ * `x-request-id`); or nothing at all.
  */
 function jobCandidates(metadata: unknown): Record<string, string[]> {
   if (metadata === null || typeof metadata !== 'object' || Array.isArray(metadata)) return {};
   const keys = Object.keys(metadata);
   if (keys.length === 0 || keys.length > 16) return {};
-  const carrier = new Map<string, string>();
+  const carrier = new Map<string, string[]>();
   for (const key of keys) {
     const value = (metadata as Record<string, unknown>)[key];
     if (typeof value !== 'string' || value.length > 8192) return {};
-    carrier.set(key.toLowerCase(), value);
+    const name = key.toLowerCase();
+    const list = carrier.get(name) ?? [];
+    if (key === name) list.unshift(value);
+    else list.push(value);
+    carrier.set(name, list);
   }
   const out: Record<string, string[]> = {};
   for (const name of ID_NAMES) {
-    const value = carrier.get(name);
-    if (value !== undefined && value.length > 0) out[name] = [value];
+    const values = (carrier.get(name) ?? []).filter((value) => value.length > 0);
+    if (values.length > 0) out[name] = values;
   }
   return out;
 }
