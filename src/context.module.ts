@@ -4,7 +4,7 @@ import {
   type MiddlewareConsumer,
   type NestModule,
   type OnApplicationBootstrap,
-  type OnModuleDestroy,
+  type OnApplicationShutdown,
   type OnModuleInit,
   type Type,
 } from '@nestjs/common';
@@ -31,7 +31,7 @@ import type {
  * export class AppModule {}
  */
 @Module({})
-export class ContextModule implements NestModule, OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
+export class ContextModule implements NestModule, OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
   /** Built by Nest. @internal */
   constructor(
     private readonly host: ContextHost,
@@ -65,8 +65,13 @@ export class ContextModule implements NestModule, OnModuleInit, OnApplicationBoo
     this.host.onClose(registerApp(this.host));
   }
 
-  /** Tears down everything this app installed: the HTTP entry, integration wrappers, bindings (called by Nest on `app.close()`). */
-  onModuleDestroy(): void {
+  /**
+   * Tears down everything this app installed — the HTTP entry, integration wrappers, bindings — in
+   * the last phase of `app.close()`, after every module's `onModuleDestroy` and
+   * `beforeApplicationShutdown`, so that cron runs, listeners and workers stopping there still get
+   * their context.
+   */
+  onApplicationShutdown(): void {
     this.host.close();
   }
 

@@ -3,7 +3,47 @@ import type { DiscoveryService } from '@nestjs/core';
 import { hostOfInstance, hostOfRecord } from './context.apps.js';
 import type { ContextHost } from './context.host.js';
 import { storage } from './context.storage.js';
-import { copyMethodMetadata, methodNames, type AnyMethod } from './with-context.decorator.js';
+
+// ---------------------------------------------------------------------------------------------
+// Method helpers that keep decorator metadata (internal, shared with @WithContext()).
+// ---------------------------------------------------------------------------------------------
+
+/** A method as the wrappers see it. @internal */
+export type AnyMethod = (this: unknown, ...args: unknown[]) => unknown;
+
+interface MetadataReflect {
+  getOwnMetadataKeys?(target: object): unknown[];
+  getOwnMetadata?(key: unknown, target: object): unknown;
+  defineMetadata?(key: unknown, value: unknown, target: object): void;
+}
+
+/** Copies the `reflect-metadata` entries and the name of `from` onto `to` (decorators such as `@Cron()` read them). @internal */
+export function copyMethodMetadata(from: object, to: object): void {
+  const reflect = Reflect as unknown as MetadataReflect;
+  if (typeof reflect.getOwnMetadataKeys === 'function' && reflect.getOwnMetadata && reflect.defineMetadata) {
+    for (const key of reflect.getOwnMetadataKeys(from)) {
+      reflect.defineMetadata(key, reflect.getOwnMetadata(key, from), to);
+    }
+  }
+  const name = (from as { name?: unknown }).name;
+  if (typeof name === 'string') Object.defineProperty(to, 'name', { value: name, configurable: true });
+}
+
+/**
+ * Names of the methods of a prototype and its parents (not `Object.prototype`), without getters.
+ * @internal
+ */
+export function methodNames(proto: object): string[] {
+  const names = new Set<string>();
+  for (let p: object | null = proto; p !== null && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
+    for (const name of Object.getOwnPropertyNames(p)) {
+      if (name === 'constructor' || names.has(name)) continue;
+      const descriptor = Object.getOwnPropertyDescriptor(p, name);
+      if (descriptor !== undefined && typeof descriptor.value === 'function') names.add(name);
+    }
+  }
+  return [...names];
+}
 
 /** What every binding of an integration carries: the app (its host) it belongs to. @internal */
 export interface AppBinding {

@@ -1,6 +1,7 @@
 import { ContextError } from './context.errors.js';
 import { resolveHost } from './context.apps.js';
-import { runInRecord, storage } from './context.storage.js';
+import { storage } from './context.storage.js';
+import { copyMethodMetadata, type AnyMethod } from './method.explorer.js';
 import type { ContextSource } from './interfaces/context-init.interface.js';
 
 /** Options of {@link WithContext}. */
@@ -12,80 +13,6 @@ export interface WithContextOptions {
   inherit?: boolean;
   /** The `source` your context class receives in its `ContextInit`. Default: `'manual'`. */
   source?: ContextSource;
-}
-
-/** Runs `fn` inside `record`; see `runInRecord` (kept under this name for the integrations). @internal */
-export const runIn = runInRecord;
-
-// ---------------------------------------------------------------------------------------------
-// Method wrapping that keeps decorator metadata (internal, shared by the integrations).
-// ---------------------------------------------------------------------------------------------
-
-/** A method as the wrappers see it. @internal */
-export type AnyMethod = (this: unknown, ...args: unknown[]) => unknown;
-
-interface MetadataReflect {
-  getOwnMetadataKeys?(target: object): unknown[];
-  getOwnMetadata?(key: unknown, target: object): unknown;
-  defineMetadata?(key: unknown, value: unknown, target: object): void;
-}
-
-/** Marks a wrapper made by {@link wrapMethod}; the value is the wrapped (original) function. */
-const WRAPPED = Symbol.for('nestjs-context:wrapped');
-
-/** Copies the `reflect-metadata` entries and the name of `from` onto `to` (decorators such as `@Cron()` read them). @internal */
-export function copyMethodMetadata(from: object, to: object): void {
-  const reflect = Reflect as unknown as MetadataReflect;
-  if (typeof reflect.getOwnMetadataKeys === 'function' && reflect.getOwnMetadata && reflect.defineMetadata) {
-    for (const key of reflect.getOwnMetadataKeys(from)) {
-      reflect.defineMetadata(key, reflect.getOwnMetadata(key, from), to);
-    }
-  }
-  const name = (from as { name?: unknown }).name;
-  if (typeof name === 'string') Object.defineProperty(to, 'name', { value: name, configurable: true });
-}
-
-/**
- * Replaces the method `key` seen on `proto` with `make(original)`, as an own property of `proto`,
- * keeping its metadata. Idempotent per `tag`: a method already wrapped with the same tag is left
- * alone. Returns whether it wrapped. @internal
- */
-export function wrapMethod(proto: object, key: string | symbol, tag: symbol, make: (original: AnyMethod) => AnyMethod): boolean {
-  const original = (proto as Record<string | symbol, unknown>)[key];
-  if (typeof original !== 'function') return false;
-  let probe: unknown = original;
-  while (typeof probe === 'function') {
-    if ((probe as unknown as Record<symbol, unknown>)[tag] === true) return false;
-    probe = (probe as unknown as Record<symbol, unknown>)[WRAPPED];
-  }
-  const wrapped = make(original as AnyMethod);
-  copyMethodMetadata(original, wrapped);
-  Object.defineProperty(wrapped, WRAPPED, { value: original });
-  Object.defineProperty(wrapped, tag, { value: true });
-  const own = Object.getOwnPropertyDescriptor(proto, key);
-  Object.defineProperty(proto, key, {
-    value: wrapped,
-    writable: own?.writable ?? true,
-    enumerable: own?.enumerable ?? false,
-    configurable: true,
-  });
-  return true;
-}
-
-/**
- * Names of the methods of a prototype and its parents (not `Object.prototype`), without getters.
- * @internal
- */
-export function methodNames(proto: object): string[] {
-  const names = new Set<string>();
-  for (let p: object | null = proto; p !== null && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
-    for (const name of Object.getOwnPropertyNames(p)) {
-      if (name === 'constructor' || names.has(name)) continue;
-      const descriptor = Object.getOwnPropertyDescriptor(p, name);
-      if (descriptor !== undefined && typeof descriptor.value === 'function') names.add(name);
-    }
-  }
-  return [...names];
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 
 /**
- * Where a context was opened: `'http'` for a request, `'manual'` for `contextService.run()`,
- * and the Nest execution-context type (`'rpc'`, `'ws'`, …) for other entry points.
+ * Where a context was opened: `'http'` for a request, `'manual'` for `contextService.run()` and
+ * `@WithContext()`, the Nest execution-context type (`'rpc'`, `'ws'`) for messages, and the
+ * integration that opened it: `'bullmq'` (a job), `'schedule'` (a cron, interval or timeout run),
+ * `'event'` (an event listener given a fresh context); or a source you pass to `@WithContext()`.
  */
-export type ContextSource = 'http' | 'manual' | 'rpc' | 'ws' | (string & {});
+export type ContextSource = 'http' | 'manual' | 'rpc' | 'ws' | 'bullmq' | 'schedule' | 'event' | (string & {});
 
 /**
  * What the library hands to the context class constructor (or to the `factory` option) when it

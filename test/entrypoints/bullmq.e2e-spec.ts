@@ -11,9 +11,9 @@ import {
   ContextBullModule,
   JOB_CONTEXT_OPTION,
   contextProcessor,
-  propagateQueueContext,
+  propagateContext,
   readJobContext,
-  withJobContext,
+  contextJobOptions,
 } from 'nestjs-context/bullmq';
 import { MyContext } from '../fixtures/app-context.js';
 import { Log } from './log.js';
@@ -325,17 +325,17 @@ describe('BullMQ: jobs carry the context', () => {
     expect(b!.same).toBe(true);
   });
 
-  it('withJobContext() adds the metadata for producers that do not use a registered queue', async () => {
+  it('contextJobOptions() adds the metadata for producers that do not use a registered queue', async () => {
     const service = app.get<ContextService<MyContext>>(ContextService);
-    expect(withJobContext({ attempts: 1 })).toEqual({ attempts: 1 });
-    await service.run(() => plain.add('manual', { key: 'manual-1' }, withJobContext({ attempts: 1 })), { correlationId: 'manual-id' });
+    expect(contextJobOptions({ attempts: 1 })).toEqual({ attempts: 1 });
+    await service.run(() => plain.add('manual', { key: 'manual-1' }, contextJobOptions({ attempts: 1 })), { correlationId: 'manual-id' });
     const [seen] = await processed.wait('manual-1');
     expect(seen!.serviceId).toBe('manual-id');
   });
 
-  it('contextProcessor() and propagateQueueContext() connect a plain Worker and Queue created outside Nest', async () => {
+  it('contextProcessor() and propagateContext() connect a plain Worker and Queue created outside Nest', async () => {
     const name = uniqueName('plain-worker');
-    const queue = propagateQueueContext(new Queue(name, { connection: REDIS }));
+    const queue = propagateContext(new Queue(name, { connection: REDIS }));
     const seen = new Log<{ key: string; id: string | undefined; traceId: string | undefined }>();
     const service = app.get<ContextService<MyContext>>(ContextService);
     const worker = new Worker(
@@ -395,7 +395,7 @@ describe('BullMQ: trustJobMetadata: false, propagate: false', () => {
       const service = app.get<ContextService<MyContext>>(ContextService);
       const job = await service.run(() => queue.add('x', { key: 'u-1' }), { correlationId: 'not-propagated' });
       expect(readJobContext(job)).toBeUndefined();
-      await service.run(() => queue.add('x', { key: 'u-2' }, withJobContext()), { correlationId: 'not-trusted' });
+      await service.run(() => queue.add('x', { key: 'u-2' }, contextJobOptions()), { correlationId: 'not-trusted' });
       const [a] = await untrustedSeen.wait('u-1');
       const [b] = await untrustedSeen.wait('u-2');
       expect(a!.id).toMatch(/^[0-9a-f-]{36}$/);

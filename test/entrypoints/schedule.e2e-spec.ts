@@ -4,7 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import { Cron, Interval, ScheduleModule, Timeout } from '@nestjs/schedule';
 import { ContextModule, ContextService, currentContext } from 'nestjs-context';
 import { activeContext as getCurrentContext } from '../utils/internals.js';
-import { ContextScheduleModule, SCHEDULE_CONTEXT_SOURCE } from 'nestjs-context/schedule';
+import { ContextScheduleModule } from 'nestjs-context/schedule';
 import { MyContext } from '../fixtures/app-context.js';
 import { Log, sleep } from './log.js';
 
@@ -89,7 +89,7 @@ describe('@nestjs/schedule: a fresh context per run', () => {
       expect(r.current).toBe(r.id);
       expect(r.afterAwait).toBe(r.id);
       expect(r.same).toBe(true);
-      expect(r.source).toBe(SCHEDULE_CONTEXT_SOURCE);
+      expect(r.source).toBe('schedule');
     }
   });
 

@@ -11,9 +11,8 @@ import { Queue, type Job, type JobsOptions } from 'bullmq';
 import { DEFAULT_REQUEST_HEADERS } from '../../context.constants.js';
 import { ContextHost } from '../../context.host.js';
 import { ContextRecord, runInRecord, storage } from '../../context.storage.js';
-import { AppBindings, MethodExplorer, type AppBinding, type WrapperMaker } from '../../method.explorer.js';
+import { AppBindings, MethodExplorer, type AnyMethod, type AppBinding, type WrapperMaker } from '../../method.explorer.js';
 import { hostOrThrow, resolveHost } from '../../context.apps.js';
-import type { AnyMethod } from '../../with-context.decorator.js';
 
 /**
  * The job option under which the producer's context travels with a job (in `job.opts`, never in
@@ -23,7 +22,7 @@ import type { AnyMethod } from '../../with-context.decorator.js';
 export const JOB_CONTEXT_OPTION = 'nestjsContext';
 
 /** The `ContextInit.source` of contexts opened for jobs. */
-export const JOB_CONTEXT_SOURCE = 'bullmq';
+const JOB_CONTEXT_SOURCE = 'bullmq';
 
 /** Options of {@link ContextBullModule.forRoot}. */
 export interface ContextBullOptions {
@@ -38,7 +37,7 @@ export interface ContextBullOptions {
 }
 
 /** Injection token of the {@link ContextBullOptions}. */
-export const CONTEXT_BULL_OPTIONS = Symbol.for('nestjs-context:bullmq-options');
+const CONTEXT_BULL_OPTIONS = Symbol.for('nestjs-context:bullmq-options');
 
 const PROCESSOR_METADATA = 'bullmq:processor_metadata';
 const ON_WORKER_EVENT_METADATA = 'bullmq:worker_events_metadata';
@@ -163,9 +162,9 @@ function anchoredRecord(job: JobLike): ContextRecord | undefined {
  * no context is active, when it already carries metadata, or for repeatable jobs, whose runs each
  * get a fresh context). For producers that do not go through a propagating queue.
  *
- * @example await queue.add('send', data, withJobContext({ attempts: 3 }));
+ * @example await queue.add('send', data, contextJobOptions({ attempts: 3 }));
  */
-export function withJobContext<O extends JobsOptions | undefined>(opts?: O): O | JobsOptions {
+export function contextJobOptions<O extends JobsOptions | undefined>(opts?: O): O | JobsOptions {
   const record = storage.getStore();
   if (record === undefined) return opts as O;
   if (opts !== undefined && opts !== null) {
@@ -186,9 +185,9 @@ export interface QueueLike {
  * code. `ContextBullModule` does this for the queues the app registers (`BullModule.registerQueue`);
  * call it for queues you create yourself. Idempotent.
  *
- * @example const queue = propagateQueueContext(new Queue('mail', { connection }));
+ * @example const queue = propagateContext(new Queue('mail', { connection }));
  */
-export function propagateQueueContext<Q extends QueueLike>(queue: Q): Q {
+export function propagateContext<Q extends QueueLike>(queue: Q): Q {
   patchQueue(queue);
   return queue;
 }
@@ -205,12 +204,12 @@ function patchQueue(queue: QueueLike): (() => void) | undefined {
   const add = queue.add as unknown as AnyMethod;
   const addBulk = queue.addBulk as unknown as AnyMethod;
   const patchedAdd = function (this: unknown, name: unknown, data: unknown, opts?: JobsOptions) {
-    return add.call(this, name, data, withJobContext(opts));
+    return add.call(this, name, data, contextJobOptions(opts));
   };
   const patchedAddBulk = function (this: unknown, jobs: unknown) {
     if (storage.getStore() === undefined || !Array.isArray(jobs)) return addBulk.call(this, jobs);
     const withContext = jobs.map((job: { opts?: JobsOptions }) =>
-      job !== null && typeof job === 'object' ? { ...job, opts: withJobContext(job.opts) } : job,
+      job !== null && typeof job === 'object' ? { ...job, opts: contextJobOptions(job.opts) } : job,
     );
     return addBulk.call(this, withContext);
   };

@@ -9,9 +9,8 @@ import {
 import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { ContextHost } from '../../context.host.js';
 import { storage } from '../../context.storage.js';
-import { AppBindings, MethodExplorer, type WrapperMaker } from '../../method.explorer.js';
+import { AppBindings, MethodExplorer, type AnyMethod, type WrapperMaker } from '../../method.explorer.js';
 import { hostOrThrow } from '../../context.apps.js';
-import type { AnyMethod } from '../../with-context.decorator.js';
 
 /**
  * How an `@OnEvent()` listener gets its context:
@@ -28,10 +27,10 @@ export interface ContextEventEmitterOptions {
 }
 
 /** The `ContextInit.source` of contexts opened for event listeners. */
-export const EVENT_CONTEXT_SOURCE = 'event';
+const EVENT_CONTEXT_SOURCE = 'event';
 
 /** Injection token of the {@link ContextEventEmitterOptions}. */
-export const CONTEXT_EVENT_EMITTER_OPTIONS = Symbol.for('nestjs-context:event-emitter-options');
+const CONTEXT_EVENT_EMITTER_OPTIONS = Symbol.for('nestjs-context:event-emitter-options');
 
 /** The metadata key `@OnEvent()` of `@nestjs/event-emitter` (2–12) puts on a method. */
 const EVENT_LISTENER_METADATA = 'EVENT_LISTENER_METADATA';

@@ -2,12 +2,11 @@ import { Inject, Injectable, Module, Optional, type DynamicModule } from '@nestj
 import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { ContextHost } from '../../context.host.js';
 import { storage } from '../../context.storage.js';
-import { AppBindings, MethodExplorer, type AppBinding, type WrapperMaker } from '../../method.explorer.js';
+import { AppBindings, MethodExplorer, type AnyMethod, type AppBinding, type WrapperMaker } from '../../method.explorer.js';
 import { hostOrThrow } from '../../context.apps.js';
-import type { AnyMethod } from '../../with-context.decorator.js';
 
 /** The `ContextInit.source` of contexts opened for scheduled runs. */
-export const SCHEDULE_CONTEXT_SOURCE = 'schedule';
+const SCHEDULE_CONTEXT_SOURCE = 'schedule';
 
 /** The metadata key `@Cron()`, `@Interval()` and `@Timeout()` of `@nestjs/schedule` (10–12) put on a method. */
 const SCHEDULER_TYPE = 'SCHEDULER_TYPE';
