@@ -5,7 +5,26 @@ import { startChain } from './chain.js';
 import { ReceiptLog } from './orders/receipts.js';
 
 const port = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+const demo = process.argv.includes('--demo');
 const logger = new ContextLogger({ contextFields: ['userId'] });
+if (!demo) {
+  // What to try comes first; the framework's start-up lines stay quiet unless SAMPLE_VERBOSE=1.
+  const gateway = `http://localhost:${port('PORT', 3000)}`;
+  process.stdout.write(
+    [
+      '',
+      'nestjs-context sample: a gateway, an orders service and a billing microservice, each its own Nest app.',
+      'Try, in another terminal:',
+      `  curl -i ${gateway}/                                       # the seed example: a new correlation id on every call`,
+      `  curl -i ${gateway}/ -H 'x-request-id: my-id-1'            # your id is adopted and echoed`,
+      `  curl -i ${gateway}/checkout/book -H 'x-request-id: my-id-2' # one id through HTTP, TCP and BullMQ; watch the log lines`,
+      'Ctrl-C stops it. `npm run sample -- --demo` runs one request through the chain and exits.',
+      '',
+      '',
+    ].join('\n'),
+  );
+  if (process.env.SAMPLE_VERBOSE !== '1') logger.setLogLevels(['error', 'warn']);
+}
 const chain = await startChain({
   gatewayPort: port('PORT', 3000),
   ordersPort: port('ORDERS_PORT', 3001),
@@ -14,7 +33,7 @@ const chain = await startChain({
 });
 const log = new Logger('Sample');
 
-if (process.argv.includes('--demo')) {
+if (demo) {
   // One request through the whole chain, then exit: what the README shows.
   const res = await fetch(`${chain.gatewayUrl}/checkout/book`, { headers: { 'x-request-id': 'demo-42' } });
   const body = (await res.json()) as { order: { orderId: string } };
@@ -26,6 +45,6 @@ if (process.argv.includes('--demo')) {
   const shutdown = () => void chain.close().then(() => process.exit(0));
   process.once('SIGINT', shutdown);
   process.once('SIGTERM', shutdown);
-  log.log(`gateway on ${chain.gatewayUrl}/ — try: curl -i ${chain.gatewayUrl}/ -H 'x-request-id: my-id-1'`);
-  log.log(`the chain: curl -i ${chain.gatewayUrl}/checkout/book`);
+  logger.setLogLevels(['log', 'error', 'warn']);
+  log.log(`ready: gateway on ${chain.gatewayUrl}/ (orders and billing behind it)`);
 }
