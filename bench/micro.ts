@@ -136,8 +136,8 @@ async function main(): Promise<void> {
   bench('components', "ServerResponse.setHeader('x-request-id', id)", () => response.setHeader('x-request-id', VALID_ID));
   bench('components', 'IncomingMessage-like headers[name] lookup ×2', () => (HEADERS as Record<string, string>)['x-request-id'] ?? (HEADERS as Record<string, string>)['x-correlation-id']);
 
-  const hostModule = await load(`${base}context.host.js`);
-  const storageModule = await load(`${base}context.storage.js`);
+  const hostModule = await load(`${base}runtime/context-host.js`);
+  const storageModule = await load(`${base}record/context-record.js`);
   const index = await load(`${base}index.js`);
   const Host = hostModule?.ContextHost as (new (cls: unknown, options: object) => Record<string, Fn>) | undefined;
   const storage = storageModule?.storage as AsyncLocalStorage<unknown> | undefined;

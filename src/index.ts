@@ -8,11 +8,11 @@
  * - headers for an outgoing call of your own: {@link getOutboundHeaders};
  * - errors: {@link ContextError} and its subclasses.
  */
-export { ContextModule } from './context.module.js';
-export { ContextService, type ContextRunOptions } from './context.service.js';
-export { Ctx } from './ctx.decorator.js';
-export { currentContext, getOutboundHeaders, type OutboundOptions, type ContextRegistry, type RegisteredContext } from './current-context.js';
-export { WithContext, type WithContextOptions } from './with-context.decorator.js';
-export { ContextError, ContextNotActiveError, ContextConfigError, ContextCreationError, ContextCallbackError } from './context.errors.js';
+export { ContextModule } from './module/context.module.js';
+export { ContextService, type ContextRunOptions } from './access/context.service.js';
+export { Ctx } from './access/ctx.decorator.js';
+export { currentContext, getOutboundHeaders, type OutboundOptions, type ContextRegistry, type RegisteredContext } from './access/current-context.js';
+export { WithContext, type WithContextOptions } from './access/with-context.decorator.js';
+export { ContextError, ContextNotActiveError, ContextConfigError, ContextCreationError, ContextCallbackError } from './errors.js';
 export { isValidCorrelationId } from './propagation/correlation-id.js';
 export * from './interfaces/index.js';

@@ -7,7 +7,7 @@ import { Test } from '@nestjs/testing';
 import request from 'supertest';
 import { createPipelineModule, lenient, seen } from './fixtures/pipeline.module.js';
 
-// Where the HTTP context is entered (src/context.mount.ts): around Express's own `app.handle()`, and
+// Where the HTTP context is entered (src/entry/http-entry.ts): around Express's own `app.handle()`, and
 // around the Fastify server's `request` listener with a native `onRequest` hook for requests that
 // do not come through the server. These tests cover the ways an app is served besides `listen()`.
 

@@ -17,7 +17,7 @@ import { runInNewContext } from 'node:vm';
 import { Controller, Get, Inject, Injectable, Module, Req, type DynamicModule, type INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { ContextModule, ContextService, Ctx, currentContext, getOutboundHeaders, type ContextInit } from '../src/index.js';
-import { RECORD_KEY } from '../src/context.constants.js';
+import { RECORD_KEY } from '../src/constants.js';
 import { bootApp, platforms } from './utils/platforms.js';
 
 // Jest runs without --expose-gc; the flag takes effect for contexts created after it is set.

@@ -5,7 +5,7 @@ import axios from 'axios';
 import { firstValueFrom } from 'rxjs';
 import { ContextModule, ContextService, getOutboundHeaders, type ContextInit } from '../src/index.js';
 import { propagateContext } from '../src/integrations/axios/index.js';
-import { storage, type ContextRecord } from '../src/context.storage.js';
+import { storage, type ContextRecord } from '../src/record/context-record.js';
 import { propagateGlobalFetch, propagateContext as propagateFetch } from '../src/integrations/fetch/index.js';
 import { ContextHttpModule } from '../src/integrations/nestjs-axios/index.js';
 import { bootApp, platforms } from './utils/platforms.js';

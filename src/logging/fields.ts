@@ -1,7 +1,7 @@
 import { Logger } from '@nestjs/common';
-import { ContextConfigError, describe } from '../context.errors.js';
-import { recordOfRequest, storage, type ContextRecord } from '../context.storage.js';
-import type { RegisteredContext } from '../current-context.js';
+import { ContextConfigError, describe } from '../errors.js';
+import { recordOfRequest, storage, type ContextRecord } from '../record/context-record.js';
+import type { RegisteredContext } from '../access/current-context.js';
 import type { TraceInfo } from '../interfaces/trace-info.interface.js';
 import { DEFAULT_MAX_LOG_VALUE_LENGTH, MIN_MAX_LOG_VALUE_LENGTH, sanitizeLogValue } from './sanitize.js';
 

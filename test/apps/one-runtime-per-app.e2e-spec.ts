@@ -10,8 +10,8 @@ import { Test } from '@nestjs/testing';
 import express from 'express';
 import request from 'supertest';
 import { ContextModule, ContextService, WithContext, currentContext, type ContextInit } from 'nestjs-context';
-import { ContextHost } from '../../src/context.host.js';
-import { liveApps } from '../../src/context.apps.js';
+import { ContextHost } from '../../src/runtime/context-host.js';
+import { liveApps } from '../../src/runtime/apps.js';
 import { bootApp, platforms } from '../utils/platforms.js';
 
 class ContextA {

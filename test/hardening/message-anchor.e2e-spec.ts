@@ -2,8 +2,8 @@ import 'reflect-metadata';
 import { Module } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ContextModule, isValidCorrelationId } from '../../src/index.js';
-import { ContextHost } from '../../src/context.host.js';
-import { storage } from '../../src/context.storage.js';
+import { ContextHost } from '../../src/runtime/context-host.js';
+import { storage } from '../../src/record/context-record.js';
 import { MyContext } from '../fixtures/app-context.js';
 
 @Module({ imports: [ContextModule.forRoot(MyContext)] })

@@ -3,7 +3,7 @@ import { Controller, Get, Headers, Param, Req, Res, type INestApplication } from
 import { Logger as PinoNestLogger, LoggerModule, PinoLogger } from 'nestjs-pino';
 import pino from 'pino';
 import { pinoHttp } from 'pino-http';
-import { storage } from '../../src/context.storage.js';
+import { storage } from '../../src/record/context-record.js';
 import { ContextService } from '../../src/index.js';
 import { sanitizeLogValue } from '../../src/integrations/logger/index.js';
 import { contextMixin, pinoHttpContext } from '../../src/integrations/pino/index.js';

@@ -1,4 +1,4 @@
-import { storage } from '../../src/context.storage.js';
+import { storage } from '../../src/record/context-record.js';
 
 /**
  * The active context object itself, for identity checks in tests (`activeContext() === ctx`).

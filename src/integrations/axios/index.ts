@@ -1,4 +1,4 @@
-import { getOutboundHeaders, type OutboundOptions } from '../../current-context.js';
+import { getOutboundHeaders, type OutboundOptions } from '../../access/current-context.js';
 
 /** The part of an axios request config this integration touches (axios 1.x). */
 export interface AxiosLikeRequestConfig {

@@ -8,11 +8,11 @@ import {
 } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { Queue, type Job, type JobsOptions } from 'bullmq';
-import { DEFAULT_REQUEST_HEADERS } from '../../context.constants.js';
-import { ContextHost } from '../../context.host.js';
-import { ContextRecord, runInRecord, storage } from '../../context.storage.js';
-import { AppBindings, MethodExplorer, type AnyMethod, type AppBinding, type WrapperMaker } from '../../method.explorer.js';
-import { hostOrThrow, resolveHost } from '../../context.apps.js';
+import { DEFAULT_REQUEST_HEADERS } from '../../constants.js';
+import { ContextHost } from '../../runtime/context-host.js';
+import { ContextRecord, runInRecord, storage } from '../../record/context-record.js';
+import { AppBindings, MethodExplorer, type AnyMethod, type AppBinding, type WrapperMaker } from '../../runtime/method-explorer.js';
+import { hostOrThrow, resolveHost } from '../../runtime/apps.js';
 
 /**
  * The job option under which the producer's context travels with a job (in `job.opts`, never in

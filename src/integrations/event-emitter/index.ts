@@ -7,10 +7,10 @@ import {
   type DynamicModule,
 } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
-import { ContextHost } from '../../context.host.js';
-import { storage } from '../../context.storage.js';
-import { AppBindings, MethodExplorer, type AnyMethod, type WrapperMaker } from '../../method.explorer.js';
-import { hostOrThrow } from '../../context.apps.js';
+import { ContextHost } from '../../runtime/context-host.js';
+import { storage } from '../../record/context-record.js';
+import { AppBindings, MethodExplorer, type AnyMethod, type WrapperMaker } from '../../runtime/method-explorer.js';
+import { hostOrThrow } from '../../runtime/apps.js';
 
 /**
  * How an `@OnEvent()` listener gets its context:

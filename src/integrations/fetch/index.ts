@@ -1,4 +1,4 @@
-import { getOutboundHeaders, type OutboundOptions } from '../../current-context.js';
+import { getOutboundHeaders, type OutboundOptions } from '../../access/current-context.js';
 
 type Fetch = typeof globalThis.fetch;
 const INSTALLED = Symbol.for('nestjs-context:fetch-install');

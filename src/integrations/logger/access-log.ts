@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { Logger } from '@nestjs/common';
-import { ContextConfigError, describe } from '../../context.errors.js';
-import { storage } from '../../context.storage.js';
+import { ContextConfigError, describe } from '../../errors.js';
+import { storage } from '../../record/context-record.js';
 import { recordOf } from '../../logging/fields.js';
 import { sanitizeLogValue } from '../../logging/sanitize.js';
 

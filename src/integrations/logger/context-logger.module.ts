@@ -1,7 +1,7 @@
 import { Inject, Module, type DynamicModule, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { ContextConfigError, describe } from '../../context.errors.js';
-import { mountEntry } from '../../context.mount.js';
+import { ContextConfigError, describe } from '../../errors.js';
+import { mountEntry } from '../../entry/http-entry.js';
 import { createAccessLog, resolveAccessLog, type AccessLogOptions } from './access-log.js';
 import { ContextLogger, type ContextLoggerOptions } from './context-logger.js';
 

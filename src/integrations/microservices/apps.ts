@@ -1,4 +1,4 @@
-import type { ContextHost } from '../../context.host.js';
+import type { ContextHost } from '../../runtime/context-host.js';
 
 /**
  * Which app a message handler belongs to, decided once, when Nest registers it.

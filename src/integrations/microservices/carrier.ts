@@ -1,4 +1,4 @@
-import type { Carrier } from '../../context.storage.js';
+import type { Carrier } from '../../record/context-record.js';
 
 /**
  * Where the server-side wrapper leaves the headers it unwrapped from a fallback envelope: on the

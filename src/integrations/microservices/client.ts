@@ -14,8 +14,8 @@ import {
   TcpContext,
 } from '@nestjs/microservices';
 import { isObservable, Observable } from 'rxjs';
-import { ContextConfigError, describe } from '../../context.errors.js';
-import { storage, type ContextRecord } from '../../context.storage.js';
+import { ContextConfigError, describe } from '../../errors.js';
+import { storage, type ContextRecord } from '../../record/context-record.js';
 import { isEnvelope, wrapEnvelope } from './envelope.js';
 import { loaded, loadOptionalDeps, type GrpcMetadataLike, type NatsHeadersLike } from './optional-deps.js';
 

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Module, Optional, type DynamicModule, type OnModuleInit } from '@nestjs/common';
 import { ModulesContainer } from '@nestjs/core';
-import { ContextConfigError } from '../../context.errors.js';
-import { ContextHost } from '../../context.host.js';
+import { ContextConfigError } from '../../errors.js';
+import { ContextHost } from '../../runtime/context-host.js';
 import { registerAppModules } from './apps.js';
 import { extractCarrier } from './carrier.js';
 import { checkForceEnvelope, requestEnvelope } from './client.js';

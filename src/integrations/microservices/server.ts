@@ -1,7 +1,7 @@
 import { Server, ServerGrpc } from '@nestjs/microservices';
 import { ListenersController } from '@nestjs/microservices/listeners-controller.js';
-import type { ContextHost } from '../../context.host.js';
-import { runInRecord, storage, type ContextRecord } from '../../context.storage.js';
+import type { ContextHost } from '../../runtime/context-host.js';
+import { runInRecord, storage, type ContextRecord } from '../../record/context-record.js';
 import { appOfController, registering } from './apps.js';
 import { ENVELOPE_CARRIER } from './carrier.js';
 import { CONTEXT_ENVELOPE_KEY, isEnvelope } from './envelope.js';

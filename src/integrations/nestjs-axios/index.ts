@@ -1,6 +1,6 @@
 import { Inject, Injectable, Module, type DynamicModule, type OnModuleInit } from '@nestjs/common';
 import { HttpModule, HttpService, type HttpModuleAsyncOptions, type HttpModuleOptions } from '@nestjs/axios';
-import type { OutboundOptions } from '../../current-context.js';
+import type { OutboundOptions } from '../../access/current-context.js';
 import { propagateContext } from '../axios/index.js';
 
 const OUTBOUND_OPTIONS = Symbol.for('nestjs-context:nestjs-axios-options');

@@ -5,8 +5,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import pino from 'pino';
-import { storage, type ContextRecord } from '../../context.storage.js';
-import type { RegisteredContext } from '../../current-context.js';
+import { storage, type ContextRecord } from '../../record/context-record.js';
+import type { RegisteredContext } from '../../access/current-context.js';
 import { LogFieldReader, recordOf, type LoggerOwnKeys, type LogFields, type LogFieldsOptions } from '../../logging/fields.js';
 
 export type { LogFields, LogFieldsOptions } from '../../logging/fields.js';

@@ -1,9 +1,9 @@
 import { Inject, Injectable, Module, Optional, type DynamicModule } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
-import { ContextHost } from '../../context.host.js';
-import { storage } from '../../context.storage.js';
-import { AppBindings, MethodExplorer, type AnyMethod, type AppBinding, type WrapperMaker } from '../../method.explorer.js';
-import { hostOrThrow } from '../../context.apps.js';
+import { ContextHost } from '../../runtime/context-host.js';
+import { storage } from '../../record/context-record.js';
+import { AppBindings, MethodExplorer, type AnyMethod, type AppBinding, type WrapperMaker } from '../../runtime/method-explorer.js';
+import { hostOrThrow } from '../../runtime/apps.js';
 
 /** The `ContextInit.source` of contexts opened for scheduled runs. */
 const SCHEDULE_CONTEXT_SOURCE = 'schedule';

@@ -1,9 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import { Inject, Injectable, Module, Optional, type DynamicModule } from '@nestjs/common';
 import { ApplicationConfig } from '@nestjs/core';
-import { ContextHost } from '../../context.host.js';
-import { runInRecord, type Carrier, type ContextRecord } from '../../context.storage.js';
-import { hostOrThrow } from '../../context.apps.js';
+import { ContextHost } from '../../runtime/context-host.js';
+import { runInRecord, type Carrier, type ContextRecord } from '../../record/context-record.js';
+import { hostOrThrow } from '../../runtime/apps.js';
 
 /** Options of {@link ContextWsModule.forRoot}. */
 export interface ContextWsOptions {

@@ -3,8 +3,8 @@
  * or on its own. Peer dependency: `winston`.
  */
 import winston from 'winston';
-import { storage, type ContextRecord } from '../../context.storage.js';
-import type { RegisteredContext } from '../../current-context.js';
+import { storage, type ContextRecord } from '../../record/context-record.js';
+import type { RegisteredContext } from '../../access/current-context.js';
 import { LogFieldReader, type LoggerOwnKeys, type LogFieldsOptions } from '../../logging/fields.js';
 
 export type { LogFields, LogFieldsOptions } from '../../logging/fields.js';

@@ -5,7 +5,7 @@ import { Transport, type MicroserviceOptions, type Server } from '@nestjs/micros
 import { Test } from '@nestjs/testing';
 import { isObservable, lastValueFrom } from 'rxjs';
 import { ContextModule, ContextService } from '../../../src/index.js';
-import { ContextHost } from '../../../src/context.host.js';
+import { ContextHost } from '../../../src/runtime/context-host.js';
 import { contextProcessor, JOB_CONTEXT_OPTION, readJobContext } from '../../../src/integrations/bullmq/index.js';
 import { ContextWsModule } from '../../../src/integrations/websockets/index.js';
 import { freePort } from '../../utils/brokers.js';

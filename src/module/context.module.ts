@@ -9,18 +9,18 @@ import {
   type Type,
 } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService, HttpAdapterHost } from '@nestjs/core';
-import { bindInstance, registerApp, unbindInstance } from './context.apps.js';
-import { CONTEXT_MODULE_OPTIONS } from './context.constants.js';
-import { ContextHost } from './context.host.js';
-import { mountContext } from './context.mount.js';
-import { checkContextClass } from './context.options.js';
+import { bindInstance, registerApp, unbindInstance } from '../runtime/apps.js';
+import { CONTEXT_MODULE_OPTIONS } from '../constants.js';
+import { ContextHost } from '../runtime/context-host.js';
+import { mountContext } from '../entry/http-entry.js';
+import { checkContextClass } from '../runtime/options.js';
 import { createAsyncOptionsProviders, createContextProviders } from './context.providers.js';
-import { ContextService } from './context.service.js';
+import { ContextService } from '../access/context.service.js';
 import type {
   ContextModuleAsyncOptions,
   ContextModuleOptions,
   ContextModuleStaticOptions,
-} from './interfaces/context-module-options.interface.js';
+} from '../interfaces/context-module-options.interface.js';
 
 /**
  * Gives every request a context object of your class, reachable through `@Ctx()`, `ContextService`,

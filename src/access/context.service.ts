@@ -1,9 +1,9 @@
 import { Injectable, type Type } from '@nestjs/common';
-import { ContextError, ContextNotActiveError } from './context.errors.js';
-import { ContextHost, reportFailure } from './context.host.js';
-import { storage } from './context.storage.js';
+import { ContextError, ContextNotActiveError } from '../errors.js';
+import { ContextHost, reportFailure } from '../runtime/context-host.js';
+import { storage } from '../record/context-record.js';
 import type { RegisteredContext } from './current-context.js';
-import type { BaggageMember, TraceInfo } from './interfaces/trace-info.interface.js';
+import type { BaggageMember, TraceInfo } from '../interfaces/trace-info.interface.js';
 
 /** Options of {@link ContextService.run}. */
 export interface ContextRunOptions<T> {

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { InternalServerErrorException } from '@nestjs/common';
 import type { AbstractHttpAdapter } from '@nestjs/core';
-import { RECORD_KEY } from './context.constants.js';
-import { recordOfRequest, storage, type ContextRecord } from './context.storage.js';
+import { RECORD_KEY } from '../constants.js';
+import { recordOfRequest, storage, type ContextRecord } from '../record/context-record.js';
 
 type Entry = (req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void) => void;
 interface Layer { handle?: unknown; name?: string }

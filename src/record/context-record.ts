@@ -1,15 +1,15 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { isObservable, Observable } from 'rxjs';
-import { RECORD_KEY } from './context.constants.js';
+import { RECORD_KEY } from '../constants.js';
 import type { IncomingMessage } from 'node:http';
-import { ContextCreationError } from './context.errors.js';
-import type { ResolvedContextOptions } from './context.options.js';
-import type { ContextInit, ContextSource } from './interfaces/context-init.interface.js';
-import type { BaggageMember, TraceInfo } from './interfaces/trace-info.interface.js';
-import { formatBaggage, parseBaggage } from './propagation/baggage.js';
-import { randomSpanId, randomTraceId } from './propagation/ids.js';
-import { FLAG_RANDOM, FLAG_SAMPLED, formatTraceparent, parseTraceparent } from './propagation/traceparent.js';
-import { formatTracestate, parseTracestate } from './propagation/tracestate.js';
+import { ContextCreationError } from '../errors.js';
+import type { ResolvedContextOptions } from '../runtime/options.js';
+import type { ContextInit, ContextSource } from '../interfaces/context-init.interface.js';
+import type { BaggageMember, TraceInfo } from '../interfaces/trace-info.interface.js';
+import { formatBaggage, parseBaggage } from '../propagation/baggage.js';
+import { randomSpanId, randomTraceId } from '../propagation/ids.js';
+import { FLAG_RANDOM, FLAG_SAMPLED, formatTraceparent, parseTraceparent } from '../propagation/traceparent.js';
+import { formatTracestate, parseTracestate } from '../propagation/tracestate.js';
 
 /** Inbound propagation headers: Node's `IncomingHttpHeaders`, or message metadata of the same shape. */
 export type Carrier = Readonly<Record<string, string | readonly string[] | undefined>>;

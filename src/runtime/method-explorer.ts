@@ -1,8 +1,8 @@
 import { Logger, type OnModuleInit } from '@nestjs/common';
 import type { DiscoveryService } from '@nestjs/core';
-import { hostOfInstance, hostOfRecord } from './context.apps.js';
-import type { ContextHost } from './context.host.js';
-import { storage } from './context.storage.js';
+import { hostOfInstance, hostOfRecord } from './apps.js';
+import type { ContextHost } from './context-host.js';
+import { storage } from '../record/context-record.js';
 
 // ---------------------------------------------------------------------------------------------
 // Method helpers that keep decorator metadata (internal, shared with @WithContext()).

@@ -1,15 +1,15 @@
 import { Scope, type Provider, type Type } from '@nestjs/common';
 import { APP_INTERCEPTOR, REQUEST } from '@nestjs/core';
-import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS } from './context.constants.js';
-import { ContextHost } from './context.host.js';
-import { ContextInterceptor } from './context.interceptor.js';
-import { ContextService } from './context.service.js';
+import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS } from '../constants.js';
+import { ContextHost } from '../runtime/context-host.js';
+import { ContextInterceptor } from '../entry/context.interceptor.js';
+import { ContextService } from '../access/context.service.js';
 import type {
   ContextModuleAsyncOptions,
   ContextModuleOptions,
   ContextOptionsFactory,
-} from './interfaces/context-module-options.interface.js';
-import { ContextConfigError } from './context.errors.js';
+} from '../interfaces/context-module-options.interface.js';
+import { ContextConfigError } from '../errors.js';
 
 /** Providers shared by `forRoot` and `forRootAsync`. @internal */
 export function createContextProviders<T extends object>(contextClass: Type<T>, interceptor: boolean): Provider[] {

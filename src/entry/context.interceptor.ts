@@ -1,7 +1,7 @@
 import { Injectable, InternalServerErrorException, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import type { Observable } from 'rxjs';
-import { ContextHost } from './context.host.js';
-import { runInRecord, storage } from './context.storage.js';
+import { ContextHost } from '../runtime/context-host.js';
+import { runInRecord, storage } from '../record/context-record.js';
 
 /**
  * The global interceptor that enters the context around every handler. On HTTP the context is

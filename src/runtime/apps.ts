@@ -1,7 +1,7 @@
-import { ContextError } from './context.errors.js';
-import type { ContextHost } from './context.host.js';
-import type { ResolvedContextOptions } from './context.options.js';
-import { storage, type ContextRecord } from './context.storage.js';
+import { ContextError } from '../errors.js';
+import type { ContextHost } from './context-host.js';
+import type { ResolvedContextOptions } from './options.js';
+import { storage, type ContextRecord } from '../record/context-record.js';
 
 /**
  * Which app code outside dependency injection belongs to. Every app with a `ContextModule` has one

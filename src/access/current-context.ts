@@ -1,7 +1,7 @@
-import { ContextNotActiveError } from './context.errors.js';
-import { storage } from './context.storage.js';
-import { randomSpanId, randomTraceId } from './propagation/ids.js';
-import { FLAG_RANDOM, formatTraceparent } from './propagation/traceparent.js';
+import { ContextNotActiveError } from '../errors.js';
+import { storage } from '../record/context-record.js';
+import { randomSpanId, randomTraceId } from '../propagation/ids.js';
+import { FLAG_RANDOM, formatTraceparent } from '../propagation/traceparent.js';
 
 /**
  * Augment this interface once to type {@link currentContext} and the default of `ContextService<T>`

@@ -1,16 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, Logger, Optional, type ExecutionContext, type Type } from '@nestjs/common';
-import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS, RECORD_KEY } from './context.constants.js';
-import { resolveOptions, type ResolvedContextOptions } from './context.options.js';
-import { ContextRecord, recordOfRequest, storage, type Carrier } from './context.storage.js';
-import type { Trust } from './context.options.js';
-import type { ContextSource } from './interfaces/context-init.interface.js';
-import type { ContextModuleOptions } from './interfaces/context-module-options.interface.js';
-import { generateCorrelationId, readCorrelationId } from './propagation/correlation-id.js';
-import { ContextCallbackError } from './context.errors.js';
-import { linkOptions } from './context.apps.js';
-import { describeError } from './context.options.js';
-import type { HttpEnter } from './context.mount.js';
+import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS, RECORD_KEY } from '../constants.js';
+import { resolveOptions, type ResolvedContextOptions } from './options.js';
+import { ContextRecord, recordOfRequest, storage, type Carrier } from '../record/context-record.js';
+import type { Trust } from './options.js';
+import type { ContextSource } from '../interfaces/context-init.interface.js';
+import type { ContextModuleOptions } from '../interfaces/context-module-options.interface.js';
+import { generateCorrelationId, readCorrelationId } from '../propagation/correlation-id.js';
+import { ContextCallbackError } from '../errors.js';
+import { linkOptions } from './apps.js';
+import { describeError } from './options.js';
+import type { HttpEnter } from '../entry/http-entry.js';
 
 /** A request object as the adapters hand it out: Node's own, or Fastify's wrapper with `.raw`. */
 type AnyRequest = IncomingMessage & { [RECORD_KEY]?: ContextRecord; raw?: IncomingMessage & { [RECORD_KEY]?: ContextRecord } };

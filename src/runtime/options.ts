@@ -1,11 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Type } from '@nestjs/common';
-import { DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADER } from './context.constants.js';
-import { ContextCallbackError, ContextConfigError, ContextCreationError, describe } from './context.errors.js';
-import type { ContextFactory } from './interfaces/context-init.interface.js';
-import type { ContextModuleOptions, TrustInbound } from './interfaces/context-module-options.interface.js';
-import type { BaggageOptions, TraceOptions } from './interfaces/propagation-options.interface.js';
-import { generateCorrelationId, isHeaderValue, isValidCorrelationId } from './propagation/correlation-id.js';
+import { DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADER } from '../constants.js';
+import { ContextCallbackError, ContextConfigError, ContextCreationError, describe } from '../errors.js';
+import type { ContextFactory } from '../interfaces/context-init.interface.js';
+import type { ContextModuleOptions, TrustInbound } from '../interfaces/context-module-options.interface.js';
+import type { BaggageOptions, TraceOptions } from '../interfaces/propagation-options.interface.js';
+import { generateCorrelationId, isHeaderValue, isValidCorrelationId } from '../propagation/correlation-id.js';
 
 /** The options with every default filled in and every value checked. @internal */
 export interface ResolvedContextOptions<T extends object> {

@@ -1,8 +1,8 @@
-import { ContextError } from './context.errors.js';
-import { resolveHost } from './context.apps.js';
-import { storage } from './context.storage.js';
-import { copyMethodMetadata, type AnyMethod } from './method.explorer.js';
-import type { ContextSource } from './interfaces/context-init.interface.js';
+import { ContextError } from '../errors.js';
+import { resolveHost } from '../runtime/apps.js';
+import { storage } from '../record/context-record.js';
+import { copyMethodMetadata, type AnyMethod } from '../runtime/method-explorer.js';
+import type { ContextSource } from '../interfaces/context-init.interface.js';
 
 /** Options of {@link WithContext}. */
 export interface WithContextOptions {

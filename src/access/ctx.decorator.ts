@@ -1,6 +1,6 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
-import { ContextNotActiveError } from './context.errors.js';
-import { recordOfRequest, storage, type ContextRecord } from './context.storage.js';
+import { ContextNotActiveError } from '../errors.js';
+import { recordOfRequest, storage, type ContextRecord } from '../record/context-record.js';
 
 /** The active record; for HTTP, where the async chain was lost, the request's own. */
 function recordOf(ctx: ExecutionContext): ContextRecord | undefined {
