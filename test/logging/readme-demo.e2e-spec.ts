@@ -1,6 +1,6 @@
 import { removeTree, runNode, transpile } from './child.js';
 
-/** The README's before/after output comes from fixtures/readme-demo.ts; this keeps it true. */
+/** The before/after output in docs/logging.md comes from fixtures/readme-demo.ts; this keeps it true. */
 describe('the README demo (a plain Node process, nothing mocked)', () => {
   let out: string;
   const run = async (mode: string) => {
