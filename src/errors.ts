@@ -19,7 +19,7 @@ export class ContextNotActiveError extends ContextError {
         `is handled, and inside contextService.run(). If this code runs at bootstrap, in a cron job, ` +
         `a queue consumer or a script, wrap it: contextService.run(() => ...). If it runs inside a request, ` +
         `check that ContextModule.forRoot() is imported in the root module and that nothing broke the async ` +
-        `chain (a callback-based library can; see "Caveats" in the nestjs-context README). ` +
+        `chain (a callback-based library can; see "Caveats" in the nestjs-context docs, docs/caveats-and-compatibility.md). ` +
         `Use contextService.getOrUndefined() to read it without throwing.`,
     );
   }
@@ -46,24 +46,26 @@ export class ContextCreationError extends ContextError {
 }
 
 /**
- * Reported (never thrown at the caller) when one of your option callbacks — `trustInbound`,
- * `correlationId.validate`, `correlationId.generate` — throws or returns something unusable. The
- * request it happened in answers HTTP 500 with a valid correlation id header; a message, job or
- * manual run gets a fresh context instead. The original error is its `cause`.
+ * Reported through Nest's logger (never thrown at your code) when one of your option callbacks —
+ * `trustInbound`, `correlationId.validate`, `correlationId.generate` — throws or returns something
+ * unusable. An HTTP request that reaches a handler answers 500 with a valid correlation id header
+ * (this error is the `cause` of the `InternalServerErrorException`); a message, job, manual run or
+ * anything else goes on in a fresh context with a default id. The original error is its `cause`.
  */
 export class ContextCallbackError extends ContextError {
   override name = 'ContextCallbackError';
 
   /** Builds the error for the option `option`, saying what went wrong and how to fix it. */
-  static create(option: string, problem: string, cause?: unknown): ContextCallbackError {
+  static create(option: string, problem: string, cause?: unknown, outcome = DEFAULT_OUTCOME): ContextCallbackError {
     return new ContextCallbackError(
-      `ContextModule: your ${option} callback ${problem}. The request got a fresh correlation id and no inbound ` +
-        `propagation data was used. Make ${option} total: return a value of the documented type for every input ` +
-        `(catch inside it and return a safe answer).`,
+      `ContextModule: your ${option} callback ${problem}. ${outcome} Make ${option} total: return a value of the ` +
+        `documented type for every input (catch inside it and return a safe answer).`,
       cause === undefined ? undefined : { cause },
     );
   }
 }
+
+const DEFAULT_OUTCOME = 'The context got a default correlation id and no inbound propagation data was used.';
 
 /** Describes a value for an error message without dumping it whole. @internal */
 export function describe(value: unknown): string {

@@ -92,12 +92,23 @@ export class ContextService<T extends object = RegisteredContext> {
    * returns its result (a promise stays inside the context until it settles). For cron jobs, queue
    * consumers, scripts and tests. Nested calls open a new context; the outer one is back afterwards.
    *
+   * A `correlationId` your validator cannot check (it throws) is reported through Nest's logger and
+   * replaced by a fresh id, like everywhere else; a failing generator gives a default id.
+   *
    * @example await contextService.run(() => this.report.send(), { correlationId: job.data.correlationId });
    * @throws ContextError when `correlationId` does not pass the module's validator.
    */
   run<R>(fn: () => R, options: ContextRunOptions<T> = {}): R {
-    const { correlationId } = options;
-    if (correlationId !== undefined && (typeof correlationId !== 'string' || !this.host.options.validate(correlationId))) {
+    let { correlationId } = options;
+    let valid: boolean;
+    try {
+      valid = typeof correlationId === 'string' && this.host.options.validate(correlationId);
+    } catch (error) {
+      reportFailure(error instanceof ContextError ? error : new ContextError(String(error)));
+      correlationId = undefined;
+      valid = true;
+    }
+    if (correlationId !== undefined && !valid) {
       throw new ContextError(
         `ContextService.run(): correlationId ${JSON.stringify(String(correlationId).slice(0, 40))} is not valid ` +
           `for this app's validator. Pass an id that passes correlationId.validate, or leave it out to get a fresh one.`,

@@ -9,7 +9,7 @@ import {
   type Type,
 } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService, HttpAdapterHost } from '@nestjs/core';
-import { bindInstance, registerApp, unbindInstance } from '../runtime/apps.js';
+import { bindInstance, registerApp, trackBootstrapping, unbindInstance, type Claimer } from '../runtime/apps.js';
 import { CONTEXT_MODULE_OPTIONS } from '../constants.js';
 import { ContextHost } from '../runtime/context-host.js';
 import { mountContext } from '../entry/http-entry.js';
@@ -31,21 +31,47 @@ import type {
  * export class AppModule {}
  */
 @Module({})
-export class ContextModule implements NestModule, OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
+export class ContextModule implements NestModule, OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown, Claimer {
+  /** Stops tracking the app as bootstrapping. */
+  private readonly untrack: () => void;
+  private bound: Set<object> | undefined;
+
   /** Built by Nest. @internal */
   constructor(
     private readonly host: ContextHost,
     private readonly adapterHost: HttpAdapterHost,
     private readonly discovery: DiscoveryService,
-  ) {}
+  ) {
+    this.untrack = trackBootstrapping(this);
+  }
 
   /**
    * Binds the objects this app built (providers and controllers) to it, so code on them outside
    * dependency injection (`@WithContext()`) opens contexts of this app; unbound on `app.close()`.
    */
   onModuleInit(): void {
+    this.bindOwn();
+  }
+
+  /**
+   * This app's host if it built `instance`: asked while the app bootstraps, when a provider of a
+   * module whose hooks run before this one's (a deeper module) calls `@WithContext()` code. @internal
+   */
+  claim(instance: object): ContextHost | undefined {
+    if (this.host.closed) return undefined;
+    return (this.bound?.has(instance) ?? false) || this.bindOwn().has(instance) ? this.host : undefined;
+  }
+
+  /** Binds every object this app built that is not bound yet (providers may still be appearing during bootstrap). */
+  private bindOwn(): Set<object> {
     const host = this.host;
-    const bound = new Set<object>();
+    let bound = this.bound;
+    if (bound === undefined) {
+      const own = (bound = this.bound = new Set<object>());
+      host.onClose(() => {
+        for (const instance of own) unbindInstance(instance, host);
+      });
+    }
     for (const wrapper of [...this.discovery.getProviders(), ...this.discovery.getControllers()]) {
       // Only objects the app built itself (class providers and controllers): a `useValue` or factory
       // product may be shared with other apps.
@@ -55,13 +81,12 @@ export class ContextModule implements NestModule, OnModuleInit, OnApplicationBoo
       bound.add(instance);
       bindInstance(instance, host);
     }
-    host.onClose(() => {
-      for (const instance of bound) unbindInstance(instance, host);
-    });
+    return bound;
   }
 
   /** Counts the app as alive once its bootstrap has completed (a module only compiled never is). */
   onApplicationBootstrap(): void {
+    this.untrack();
     this.host.onClose(registerApp(this.host));
   }
 
@@ -72,6 +97,7 @@ export class ContextModule implements NestModule, OnModuleInit, OnApplicationBoo
    * their context.
    */
   onApplicationShutdown(): void {
+    this.untrack();
     this.host.close();
   }
 

@@ -7,7 +7,8 @@ import { storage, type ContextRecord } from '../record/context-record.js';
  * Which app code outside dependency injection belongs to. Every app with a `ContextModule` has one
  * {@link ContextHost} (its runtime). Nothing here guesses "the latest app":
  *
- * 1. an object the app built (a provider or controller) is bound to it while the app lives;
+ * 1. an object the app built (a provider or controller) is bound to it while the app lives — during
+ *    the app's bootstrap too (a provider calling such code from its own `onModuleInit`);
  * 2. inside a context, the app whose record is active;
  * 3. outside any context, the only app alive in the process;
  * 4. otherwise a {@link ContextError} that says which app-bound call to use instead.
@@ -20,11 +21,13 @@ import { storage, type ContextRecord } from '../record/context-record.js';
 const APPS_KEY = Symbol.for('nestjs-context:apps');
 const HOSTS_BY_OPTIONS_KEY = Symbol.for('nestjs-context:hosts-by-options');
 const INSTANCE_BINDINGS_KEY = Symbol.for('nestjs-context:instance-bindings');
+const BOOTSTRAPPING_KEY = Symbol.for('nestjs-context:bootstrapping');
 
 interface Shared {
   [APPS_KEY]?: Set<ContextHost>;
   [HOSTS_BY_OPTIONS_KEY]?: WeakMap<object, ContextHost>;
   [INSTANCE_BINDINGS_KEY]?: WeakMap<object, ContextHost[]>;
+  [BOOTSTRAPPING_KEY]?: Set<WeakRef<Claimer>>;
 }
 
 // Shared by the ESM and CommonJS builds (and by copies of the package) through registered symbols.
@@ -33,6 +36,42 @@ const apps: Set<ContextHost> = (shared[APPS_KEY] ??= new Set());
 const hostsByOptions: WeakMap<object, ContextHost> = (shared[HOSTS_BY_OPTIONS_KEY] ??= new WeakMap());
 /** Objects an app built → the apps that built them (an object shared by two apps: the latest one alive). */
 const instanceBindings: WeakMap<object, ContextHost[]> = (shared[INSTANCE_BINDINGS_KEY] ??= new WeakMap());
+
+/** An app still in its bootstrap, which can prove that it built an object (see {@link resolveHost}). @internal */
+export interface Claimer {
+  /** The app's host if this app built `instance` (binding it and its siblings now), else `undefined`. */
+  claim(instance: object): ContextHost | undefined;
+}
+
+/**
+ * Apps between construction and the end of their bootstrap, held weakly: a module that was only
+ * compiled is never counted, never kept alive, and only ever answers for objects it built.
+ */
+const bootstrapping: Set<WeakRef<Claimer>> = (shared[BOOTSTRAPPING_KEY] ??= new Set());
+
+/** Tracks an app during its bootstrap; returns the function that stops tracking it. @internal */
+export function trackBootstrapping(claimer: Claimer): () => void {
+  const ref = new WeakRef(claimer);
+  bootstrapping.add(ref);
+  return () => {
+    bootstrapping.delete(ref);
+  };
+}
+
+/** The app, still bootstrapping, that built `instance`, if one did (it proves it; nothing is guessed). */
+function claimedDuringBootstrap(instance: unknown): ContextHost | undefined {
+  if (instance === null || typeof instance !== 'object' || bootstrapping.size === 0) return undefined;
+  for (const ref of bootstrapping) {
+    const claimer = ref.deref();
+    if (claimer === undefined) {
+      bootstrapping.delete(ref);
+      continue;
+    }
+    const host = claimer.claim(instance);
+    if (host !== undefined) return host;
+  }
+  return undefined;
+}
 
 /** Links an app's resolved options to its host, so a record leads back to its app. @internal */
 export function linkOptions(options: ResolvedContextOptions<object>, host: ContextHost): void {
@@ -91,7 +130,7 @@ export function hostOfInstance(instance: unknown): ContextHost | undefined {
  * @internal
  */
 export function resolveHost(caller: string, instance?: unknown): ContextHost {
-  const bound = hostOfInstance(instance);
+  const bound = hostOfInstance(instance) ?? claimedDuringBootstrap(instance);
   if (bound !== undefined) {
     if (bound.closed) {
       throw new ContextError(

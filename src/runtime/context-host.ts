@@ -110,7 +110,7 @@ export class ContextHost<T extends object = object> {
     } catch (error) {
       // Unreachable with the library's checks (ids are header-safe); a response object of another
       // framework could still refuse the header: the request goes on without the echo.
-      reportFailure(ContextCallbackError.create('response header echo', `failed: ${describeError(error)}`, error));
+      reportFailure(ContextCallbackError.create('response header echo', `failed: ${describeError(error)}`, error, 'The response goes out without the id header.'));
     }
   }
 
@@ -278,9 +278,18 @@ function runUndo(undo: () => void): void {
 
 /** Logs a failed option callback once, with its stack, through Nest's logger. @internal */
 export function reportFailure(error: Error): void {
-  const cause = (error as { cause?: unknown }).cause;
-  const stack = cause instanceof Error && cause.stack !== undefined ? cause.stack : error.stack;
-  logger.error(error.message, stack);
+  try {
+    let stack: string | undefined;
+    try {
+      const cause = (error as { cause?: unknown }).cause;
+      stack = cause instanceof Error && typeof cause.stack === 'string' ? cause.stack : error.stack;
+    } catch {
+      stack = error.stack; // the thrown value's stack getter throws: the wrapper's own stack
+    }
+    logger.error(error.message, stack);
+  } catch {
+    // A logger that throws must not take the request down either; nothing more can be reported.
+  }
 }
 
 function asCallbackError(error: unknown): ContextCallbackError {

@@ -293,6 +293,10 @@ function makeCheckedTrust(trust: (request: IncomingMessage) => boolean, option: 
 
 /** `TypeError: message` for an error, else a short description. @internal */
 export function describeError(error: unknown): string {
-  if (error instanceof Error) return `${error.name}: ${error.message.slice(0, 200)}`;
-  return describe(error);
+  try {
+    if (error instanceof Error) return `${String(error.name)}: ${String(error.message).slice(0, 200)}`;
+    return describe(error);
+  } catch {
+    return 'a value that cannot be described (reading it threw)';
+  }
 }

@@ -120,6 +120,36 @@ describe('@WithContext() and ContextService belong to their app', () => {
   });
 });
 
+describe('objects of an app that is still bootstrapping', () => {
+  it('a provider of a deep module calls its @WithContext() method from onModuleInit (isGlobal: false)', async () => {
+    const seen: string[] = [];
+    @Injectable()
+    class Seeder implements OnModuleInit {
+      @WithContext()
+      seed(): string {
+        return (currentContext as unknown as ContextA).app;
+      }
+      onModuleInit(): void {
+        seen.push(this.seed());
+      }
+    }
+    @Module({ providers: [Seeder] })
+    class Sub {}
+    @Module({ imports: [Sub] })
+    class Feature {}
+    @Module({ imports: [ContextModule.forRoot(ContextA, { isGlobal: false }), Feature] })
+    class Root {}
+    const other = await NestFactory.createApplicationContext(AppB, { logger: false }); // another app running
+    try {
+      const app = await NestFactory.createApplicationContext(Root, { logger: false });
+      expect(seen).toEqual(['A']);
+      await app.close();
+    } finally {
+      await other.close();
+    }
+  });
+});
+
 describe('only apps that finished their bootstrap count, until they close', () => {
   it('a module that was only compiled leaves nothing registered', async () => {
     const compiled = await Test.createTestingModule({ imports: [AppB] }).compile(); // never initialised, never closed

@@ -100,6 +100,21 @@ describe.each(platforms)('a user callback that fails never takes the process dow
     });
   });
 
+  it('a thrown value whose every getter throws (stack, message, name) still gives a 500, never a crash', async () => {
+    const hostile = new Proxy(new Error('bad'), {
+      get(target, key) {
+        if (key === 'stack' || key === 'message' || key === 'name') throw new Error(`no ${String(key)}`);
+        return Reflect.get(target, key) as unknown;
+      },
+    });
+    const http = await boot({ correlationId: { validate: () => { throw hostile; } } }, true);
+    const res = await http.get('/id').set('x-request-id', 'abc');
+    expect(res.status).toBe(500);
+    expect(res.headers['x-request-id']).toMatch(UUID);
+    expect(logger.errors).toHaveLength(1);
+    expect((await http.get('/id')).status).toBe(200); // still serving (no inbound id: the validator is not asked)
+  });
+
   it('a generator that returns garbage answers 500 with a default id, and says so', async () => {
     const http = await boot({ correlationId: { generate: () => '' } }, true);
     const res = await http.get('/id');

@@ -168,3 +168,21 @@ describe('a failing generator in schedule, events and @WithContext gives a fresh
     expect(logger.errors.every((e) => /correlationId.generate callback threw Error: id service down/.test(e))).toBe(true);
   });
 });
+
+describe('ContextService.run() and a validator that throws', () => {
+  it('run() with an id the validator cannot check (it throws) goes on with a fresh id, reported', async () => {
+    @Module({ imports: [ContextModule.forRoot(MyContext, throwingValidate)] })
+    class RunModule {}
+    const logged = new CaptureLogger();
+    const runApp = await NestFactory.createApplicationContext(RunModule, { logger: logged });
+    try {
+      const service = runApp.get(ContextService);
+      const id = service.run(() => service.correlationId, { correlationId: '%' });
+      expect(id).toMatch(UUID);
+      expect(logged.errors.some((e) => /correlationId.validate callback threw URIError/.test(e))).toBe(true);
+      expect(service.run(() => service.correlationId, { correlationId: 'ok-1' })).toBe('ok-1');
+    } finally {
+      await runApp.close();
+    }
+  });
+});
