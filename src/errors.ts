@@ -2,6 +2,7 @@
  * Base class of every error thrown by nestjs-context, so callers can tell them apart.
  */
 export class ContextError extends Error {
+  /** The class name, `'ContextError'`, so it shows in stack traces and logs. */
   override name = 'ContextError';
 }
 
@@ -10,6 +11,7 @@ export class ContextError extends Error {
  * that did not open one, or after an async chain was broken by a callback-based library.
  */
 export class ContextNotActiveError extends ContextError {
+  /** The class name, `'ContextNotActiveError'`, so it shows in stack traces and logs. */
   override name = 'ContextNotActiveError';
 
   /** Builds the error with a message that names the caller and the ways to fix it. */
@@ -27,6 +29,7 @@ export class ContextNotActiveError extends ContextError {
 
 /** Thrown at bootstrap when `ContextModule.forRoot()`/`forRootAsync()` received something it cannot use. */
 export class ContextConfigError extends ContextError {
+  /** The class name, `'ContextConfigError'`, so it shows in stack traces and logs. */
   override name = 'ContextConfigError';
 
   /** Builds the error for one wrong option, saying what was given and what is expected. */
@@ -37,6 +40,7 @@ export class ContextConfigError extends ContextError {
 
 /** Thrown when the user's context class or factory cannot produce a context object. */
 export class ContextCreationError extends ContextError {
+  /** The class name, `'ContextCreationError'`, so it shows in stack traces and logs. */
   override name = 'ContextCreationError';
 
   /** Builds the error for a context factory that returned something unusable. */
@@ -53,6 +57,7 @@ export class ContextCreationError extends ContextError {
  * anything else goes on in a fresh context with a default id. The original error is its `cause`.
  */
 export class ContextCallbackError extends ContextError {
+  /** The class name, `'ContextCallbackError'`, so it shows in stack traces and logs. */
   override name = 'ContextCallbackError';
 
   /** Builds the error for the option `option`, saying what went wrong and how to fix it. */

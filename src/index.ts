@@ -7,6 +7,8 @@
  * - open a context outside a request: `contextService.run()` or `@WithContext()`;
  * - headers for an outgoing call of your own: {@link getOutboundHeaders};
  * - errors: {@link ContextError} and its subclasses.
+ *
+ * @module nestjs-context
  */
 export { ContextModule } from './module/context.module.js';
 export { ContextService, type ContextRunOptions } from './access/context.service.js';

@@ -16,7 +16,10 @@ import { FLAG_RANDOM, formatTraceparent } from '../propagation/traceparent.js';
 export interface ContextRegistry {}
 
 /** The context type registered through {@link ContextRegistry}, or a loose record when none is. */
-export type RegisteredContext = ContextRegistry extends { context: infer C extends object } ? C : Record<string, unknown>;
+export type RegisteredContext = ContextRegistry extends {
+  /** Your context class's instance type, as declared in {@link ContextRegistry}. */
+  context: infer C extends object;
+} ? C : Record<string, unknown>;
 
 /** Options of {@link getOutboundHeaders} and of the client integrations. */
 export interface OutboundOptions {

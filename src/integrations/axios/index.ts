@@ -1,16 +1,26 @@
+/**
+ * `nestjs-context/axios`: every request of an axios instance carries the current context's headers.
+ * For axios 1.x instances (typed structurally; this entry point does not import axios).
+ *
+ * @module nestjs-context/axios
+ */
 import { getOutboundHeaders, type OutboundOptions } from '../../access/current-context.js';
 
 /** The part of an axios request config this integration touches (axios 1.x). */
 export interface AxiosLikeRequestConfig {
+  /** The request headers: an `AxiosHeaders` instance or a plain object; created when missing. */
   headers?: unknown;
 }
 
 /** The part of an axios instance this integration touches: its request interceptors. */
 export interface AxiosLikeInstance {
+  /** The instance's interceptors; only the request ones are used. */
   interceptors: {
+    /** The request interceptors. */
     request: {
       /** Registers a request interceptor; it returns the config it was given (typed as the client's own). */
       use(onFulfilled: (config: AxiosLikeRequestConfig) => never): number;
+      /** Removes the request interceptor registered under `id`. */
       eject(id: number): void;
     };
   };
@@ -27,7 +37,6 @@ interface HeaderBag {
  * a request's headers; headers the caller set explicitly are kept. Works with axios' `AxiosHeaders`
  * and with plain header objects. @internal
  */
-/** Adds the outbound headers of the active context to an axios request config (keeps headers already set). @internal */
 function injectHeaders<C extends AxiosLikeRequestConfig>(config: C, options?: OutboundOptions): C {
   const outbound = getOutboundHeaders(options);
   let bag = config.headers as HeaderBag | undefined;
@@ -45,12 +54,15 @@ function injectHeaders<C extends AxiosLikeRequestConfig>(config: C, options?: Ou
 
 /**
  * Makes every request of an axios instance carry the current context — zero per-call code.
- * Returns a function that removes the interceptor again.
+ * Returns the same instance, with `ejectContext()` to remove the interceptor again.
  *
  * @example
  * const client = propagateContext(axios.create({ baseURL: 'http://billing' }));
  */
-export function propagateContext<I extends AxiosLikeInstance>(instance: I, options?: OutboundOptions): I & { ejectContext(): void } {
+export function propagateContext<I extends AxiosLikeInstance>(instance: I, options?: OutboundOptions): I & {
+  /** Removes the interceptor `propagateContext` added; the instance's requests carry no context headers any more. */
+  ejectContext(): void;
+} {
   // The interceptor hands back the very config object axios gave it, so its type is axios' own.
   const interceptor = (config: AxiosLikeRequestConfig) => injectHeaders(config, options) as never;
   const id = instance.interceptors.request.use(interceptor);

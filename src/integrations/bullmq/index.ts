@@ -1,3 +1,9 @@
+/**
+ * `nestjs-context/bullmq`: jobs carry the context they were added in, and processors run inside it.
+ * For `bullmq` queues and `@nestjs/bullmq` processors.
+ *
+ * @module nestjs-context/bullmq
+ */
 import {
   Inject,
   Injectable,
@@ -176,7 +182,9 @@ export function contextJobOptions<O extends JobsOptions | undefined>(opts?: O): 
 
 /** The part of a bullmq `Queue` this integration patches. */
 export interface QueueLike {
+  /** Adds one job (`Queue.add`); once patched, its options carry the active context's headers. */
   add(name: never, data: never, opts?: JobsOptions): Promise<unknown>;
+  /** Adds several jobs (`Queue.addBulk`); once patched, each job's options carry the active context's headers. */
   addBulk(jobs: never): Promise<unknown>;
 }
 

@@ -1,3 +1,9 @@
+/**
+ * `nestjs-context/event-emitter`: `@OnEvent()` listeners run in the emitter's context or a fresh one.
+ * For `@nestjs/event-emitter`.
+ *
+ * @module nestjs-context/event-emitter
+ */
 import {
   Inject,
   Injectable,

@@ -1,3 +1,8 @@
+/**
+ * `nestjs-context/fetch`: `fetch` calls carry the current context's headers. No extra dependency.
+ *
+ * @module nestjs-context/fetch
+ */
 import { getOutboundHeaders, type OutboundOptions } from '../../access/current-context.js';
 
 type Fetch = typeof globalThis.fetch;

@@ -1,3 +1,9 @@
+/**
+ * `nestjs-context/microservices`: messages of `@nestjs/microservices` clients carry the context, and
+ * message handlers run inside the context restored from them. Peer dependency: `@nestjs/microservices`.
+ *
+ * @module nestjs-context/microservices
+ */
 export { ContextMicroservicesModule } from './module.js';
 export { propagateGlobalClients, type ContextMicroservicesOptions } from './install.js';
 export { propagateContext, type ClientPropagationOptions } from './client.js';

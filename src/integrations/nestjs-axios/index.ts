@@ -1,3 +1,9 @@
+/**
+ * `nestjs-context/nestjs-axios`: `HttpModule` of `@nestjs/axios` whose `HttpService` carries the
+ * current context. Peer dependencies: `@nestjs/axios`, `axios`.
+ *
+ * @module nestjs-context/nestjs-axios
+ */
 import { Inject, Injectable, Module, type DynamicModule, type OnModuleInit } from '@nestjs/common';
 import { HttpModule, HttpService, type HttpModuleAsyncOptions, type HttpModuleOptions } from '@nestjs/axios';
 import type { OutboundOptions } from '../../access/current-context.js';

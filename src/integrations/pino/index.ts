@@ -2,6 +2,8 @@
  * `nestjs-context/pino`: the context on every pino line — the app's own lines (`mixin`) and
  * pino-http's request and response lines (`customProps`), with nestjs-pino or on their own.
  * Peer dependency: `pino` (and `pino-http` / `nestjs-pino` if you use them).
+ *
+ * @module nestjs-context/pino
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import pino from 'pino';

@@ -1,3 +1,9 @@
+/**
+ * `nestjs-context/schedule`: every `@Cron()`, `@Interval()` and `@Timeout()` run gets a fresh context.
+ * For `@nestjs/schedule`.
+ *
+ * @module nestjs-context/schedule
+ */
 import { Inject, Injectable, Module, Optional, type DynamicModule } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { ContextHost } from '../../runtime/context-host.js';

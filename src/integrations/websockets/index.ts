@@ -1,3 +1,9 @@
+/**
+ * `nestjs-context/websockets`: gateway messages get their context before Nest's pipeline (guards
+ * included), optionally continuing the handshake's. For `@nestjs/websockets` gateways.
+ *
+ * @module nestjs-context/websockets
+ */
 import type { IncomingMessage } from 'node:http';
 import { Inject, Injectable, Module, Optional, type DynamicModule } from '@nestjs/common';
 import { ApplicationConfig } from '@nestjs/core';

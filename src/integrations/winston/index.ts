@@ -1,6 +1,8 @@
 /**
  * `nestjs-context/winston`: a winston format adding the context to every entry, with nest-winston
  * or on its own. Peer dependency: `winston`.
+ *
+ * @module nestjs-context/winston
  */
 import winston from 'winston';
 import { storage, type ContextRecord } from '../../record/context-record.js';
