@@ -9,7 +9,7 @@ import {
   type Type,
 } from '@nestjs/common';
 import { DiscoveryModule, DiscoveryService, HttpAdapterHost } from '@nestjs/core';
-import { bindInstance, registerApp, trackBootstrapping, unbindInstance, type Claimer } from '../runtime/apps.js';
+import { bindInstance, registerApp, trackBootstrapping, unbindInstance } from '../runtime/apps.js';
 import { CONTEXT_MODULE_OPTIONS } from '../constants.js';
 import { ContextHost } from '../runtime/context-host.js';
 import { mountContext } from '../entry/http-entry.js';
@@ -31,7 +31,7 @@ import type {
  * export class AppModule {}
  */
 @Module({})
-export class ContextModule implements NestModule, OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown, Claimer {
+export class ContextModule implements NestModule, OnModuleInit, OnApplicationBootstrap, OnApplicationShutdown {
   /** Stops tracking the app as bootstrapping. */
   private readonly untrack: () => void;
   private bound: Set<object> | undefined;
