@@ -8,6 +8,7 @@ import { ContextBullModule, JOB_CONTEXT_OPTION, contextProcessor, readJobContext
 import { MyContext } from '../fixtures/app-context.js';
 import { brokers, requireBroker, uniqueName } from '../utils/brokers.js';
 import { Log, sleep } from './log.js';
+import { CaptureLogger } from '../utils/capture-logger.js';
 
 /**
  * BullMQ job metadata: a failing `validate`/`generate` never fails the job, every candidate of a
@@ -18,17 +19,6 @@ import { Log, sleep } from './log.js';
 const REDIS = { host: brokers.redis.host, port: brokers.redis.port };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const APP = Symbol('app label');
-
-class CaptureLogger implements LoggerService {
-  readonly errors: string[] = [];
-  log(): void {}
-  warn(): void {}
-  debug(): void {}
-  verbose(): void {}
-  error(message: unknown, ...rest: unknown[]): void {
-    this.errors.push([message, ...rest].map(String).join('\n'));
-  }
-}
 
 interface Ran {
   key: string;

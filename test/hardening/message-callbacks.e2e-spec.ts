@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { connect } from 'node:net';
-import { Controller, Injectable, Module, type INestApplicationContext, type INestMicroservice, type LoggerService } from '@nestjs/common';
+import { Controller, Injectable, Module, type INestApplicationContext, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { EventEmitter2, EventEmitterModule, OnEvent } from '@nestjs/event-emitter';
 import { MessagePattern, Transport, type MicroserviceOptions } from '@nestjs/microservices';
@@ -11,19 +11,9 @@ import { ContextMicroservicesModule } from 'nestjs-context/microservices';
 import { ContextScheduleModule } from 'nestjs-context/schedule';
 import { MyContext } from '../fixtures/app-context.js';
 import { freePort } from '../utils/brokers.js';
+import { CaptureLogger } from '../utils/capture-logger.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-
-class CaptureLogger implements LoggerService {
-  readonly errors: string[] = [];
-  log(): void {}
-  warn(): void {}
-  debug(): void {}
-  verbose(): void {}
-  error(message: unknown, ...rest: unknown[]): void {
-    this.errors.push([message, ...rest].map(String).join('\n'));
-  }
-}
 
 const throwingValidate: ContextModuleOptions<MyContext> = {
   correlationId: { validate: (id: string) => /^[\w-]+$/.test(decodeURIComponent(id)) },

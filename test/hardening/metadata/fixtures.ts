@@ -70,6 +70,29 @@ export function expectNoPollution(before: Record<string, string[]>): void {
   expect((Object.create(null) as Record<string, unknown>).polluted).toBeUndefined();
 }
 
+/**
+ * Runs a fast-check property over hostile input while the real process is watched for unhandled
+ * rejections and uncaught exceptions: after every run and at the end, no built-in prototype has
+ * changed and nothing went unhandled.
+ */
+export async function assertHostile<T>(arbitrary: fc.Arbitrary<T>, run: (value: T) => Promise<void>, numRuns: number): Promise<void> {
+  const before = prototypeKeys();
+  const watch = watchProcess();
+  try {
+    await fc.assert(
+      fc.asyncProperty(arbitrary, async (value) => {
+        await run(value);
+        expectNoPollution(before);
+      }),
+      { numRuns },
+    );
+  } finally {
+    watch.stop();
+  }
+  expect(watch.errors).toEqual([]);
+  expectNoPollution(before);
+}
+
 // ---------------------------------------------------------------- arbitraries
 
 /** Valid correlation ids: mostly short, sometimes exactly 128 characters (the longest valid one). */
