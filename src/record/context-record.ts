@@ -195,6 +195,22 @@ export class ContextRecord<T extends object = object> {
   }
 }
 
+/** Marks records on their prototype, so that the ESM and CommonJS builds (and copies of the package) recognise each other's. */
+const RECORD_BRAND = Symbol.for('nestjs-context:record-brand');
+Object.defineProperty(ContextRecord.prototype, RECORD_BRAND, { value: true });
+
+/**
+ * Whether `value` is a record of this library, from any build or copy of the package (`instanceof`
+ * would tell only this build's own). Never throws. @internal
+ */
+export function isContextRecord(value: unknown): value is ContextRecord {
+  try {
+    return value !== null && typeof value === 'object' && (value as { [RECORD_BRAND]?: unknown })[RECORD_BRAND] === true;
+  } catch {
+    return false;
+  }
+}
+
 const STORAGE_KEY = Symbol.for('nestjs-context:storage');
 type Holder = { [STORAGE_KEY]?: AsyncLocalStorage<ContextRecord> };
 
@@ -223,7 +239,7 @@ export function recordOfRequest(request: unknown, config?: object): ContextRecor
   } catch {
     return undefined; // a request object whose properties cannot be read carries nothing usable
   }
-  if (!(record instanceof ContextRecord)) return undefined;
+  if (!isContextRecord(record)) return undefined;
   if (config !== undefined) while (record !== undefined && record.config !== config) record = record.outer;
   return record;
 }

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, Logger, Optional, type ExecutionContext, type Type } from '@nestjs/common';
 import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS, RECORD_KEY } from '../constants.js';
 import { resolveOptions, type ResolvedContextOptions } from './options.js';
-import { ContextRecord, recordOfRequest, storage, type Carrier } from '../record/context-record.js';
+import { ContextRecord, isContextRecord, recordOfRequest, storage, type Carrier } from '../record/context-record.js';
 import type { Trust } from './options.js';
 import type { ContextSource } from '../interfaces/context-init.interface.js';
 import type { ContextModuleOptions } from '../interfaces/context-module-options.interface.js';
@@ -303,7 +303,7 @@ function anchoredRecord(anchor: Anchor | undefined): ContextRecord | undefined {
   if (anchor === undefined) return undefined;
   try {
     const record = anchor[RECORD_KEY];
-    return record instanceof ContextRecord ? record : undefined;
+    return isContextRecord(record) ? record : undefined;
   } catch {
     return undefined;
   }

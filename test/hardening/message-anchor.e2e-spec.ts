@@ -31,3 +31,15 @@ describe('ContextHost.forMessage on transport contexts that cannot hold a record
     }
   });
 });
+
+describe('records of another build of the package', () => {
+  it('a record made by the other build (ESM vs CommonJS) is recognised by its brand, a forged one is not', async () => {
+    const { recordOfRequest } = await import('../../src/record/context-record.js');
+    const key = Symbol.for('nestjs-context:record');
+    const otherBuildProto = { [Symbol.for('nestjs-context:record-brand')]: true };
+    const foreign = Object.assign(Object.create(otherBuildProto) as object, { config: {}, outer: undefined });
+    expect(recordOfRequest({ [key]: foreign })).toBe(foreign);
+    expect(recordOfRequest({ raw: { [key]: foreign } })).toBe(foreign);
+    expect(recordOfRequest({ [key]: { config: {}, correlationId: 'forged' } })).toBeUndefined();
+  });
+});

@@ -16,7 +16,7 @@ import { DiscoveryModule, DiscoveryService } from '@nestjs/core';
 import { Queue, type Job, type JobsOptions } from 'bullmq';
 import { DEFAULT_REQUEST_HEADERS } from '../../constants.js';
 import { ContextHost } from '../../runtime/context-host.js';
-import { ContextRecord, runInRecord, storage } from '../../record/context-record.js';
+import { isContextRecord, runInRecord, storage, type ContextRecord } from '../../record/context-record.js';
 import { AppBindings, MethodExplorer, type AnyMethod, type AppBinding, type WrapperMaker } from '../../runtime/method-explorer.js';
 import { hostOrThrow, resolveHost } from '../../runtime/apps.js';
 
@@ -157,7 +157,7 @@ function recordForJob(host: ContextHost, job: JobLike, trust: boolean): ContextR
 function anchoredRecord(job: JobLike): ContextRecord | undefined {
   try {
     const anchored = job[JOB_RECORD];
-    return anchored instanceof ContextRecord ? anchored : undefined;
+    return isContextRecord(anchored) ? anchored : undefined;
   } catch {
     return undefined;
   }
