@@ -112,7 +112,9 @@ function amqpSafe(value: unknown): unknown {
   if (typeof value === 'number') return Number.isInteger(value) && Math.abs(value) >= 2 ** 62 ? 0.5 : value;
   if (Array.isArray(value)) return value.map(amqpSafe);
   if (value === null || typeof value !== 'object') return value;
-  return ownObject(Object.keys(value).map((key) => [key, amqpSafe((value as Record<string, unknown>)[key])] as const));
+  // amqplib reads a nested table with an own `!` key as its typed-value notation (`{ '!': type, value }`)
+  // and refuses to encode it, so the sender renames that key.
+  return ownObject(Object.keys(value).map((key) => [key === '!' ? '!key' : key, amqpSafe((value as Record<string, unknown>)[key])] as const));
 }
 
 /** AMQP table values: strings, lists, nested tables, numbers, booleans, null, Buffers (byte arrays). */
