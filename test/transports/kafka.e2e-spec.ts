@@ -1,4 +1,4 @@
-import type { ClientOptions, MicroserviceOptions } from '@nestjs/microservices';
+import type { ClientOptions, CustomClientOptions, MicroserviceOptions } from '@nestjs/microservices';
 import { KafkaStandin, standinClientClass, standinServer, type StandinProducer } from './fixtures/kafka-standin.js';
 import { describeTransport } from './fixtures/suite.js';
 
@@ -22,7 +22,8 @@ describeTransport({
     };
     const replies = ['whoami', 'echo', 'injected'].map((name) => `${prefix}.${name}`);
     const server: MicroserviceOptions = { strategy: standinServer(standin, options) };
-    const client: ClientOptions = { customClass: standinClientClass(standin, replies), options };
+    // A custom client class (`{ customClass, options }`): the harness hands it to ClientsModule.register as it is.
+    const client = { customClass: standinClientClass(standin, replies), options } as CustomClientOptions as unknown as ClientOptions;
     return { server, client };
   },
   async raw(pattern, payload, metadata) {

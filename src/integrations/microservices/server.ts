@@ -169,9 +169,9 @@ function wrapRegisterPatternHandlers(original: RegisterPatternHandlers): Registe
 /**
  * Patches `ListenersController#registerPatternHandlers`, which tells which app's handlers Nest is
  * registering, and `Server#addHandler` (every transport, including custom ones extending `Server`),
- * `ServerGrpc#addHandler` and `ServerKafka#addHandler` (NestJS 12), so the handlers of apps that import `ContextMicroservicesModule`,
- * registered from now on, unwrap the fallback envelope and open their own app's context. Returns the
- * undo step, which puts Nest's methods back. @internal
+ * `ServerGrpc#addHandler` and `ServerKafka#addHandler` (NestJS 12), so the handlers of apps that
+ * import `ContextMicroservicesModule`, registered from now on, unwrap the fallback envelope and open
+ * their own app's context. Returns the undo step, which puts Nest's methods back. @internal
  */
 export function patchServers(): () => void {
   const undo = [
