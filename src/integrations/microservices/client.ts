@@ -389,6 +389,18 @@ export interface ClientPropagationOptions {
 }
 
 /**
+ * What {@link propagateContext} accepts besides a `ClientGrpcProxy`: any Nest client with `send` and
+ * `emit` — `ClientProxyFactory.create()`'s result or a concrete class such as `ClientRMQ`,
+ * `ClientKafka`, `ClientTCP` (whose typed events make them no `ClientProxy` of the default type).
+ */
+export interface MessageClientLike {
+  /** `ClientProxy#send`. */
+  send(pattern: never, data: never): unknown;
+  /** `ClientProxy#emit`. */
+  emit(pattern: never, data: never): unknown;
+}
+
+/**
  * Makes one client carry the context on every `send`/`emit` (or, for a gRPC client, on every
  * service method obtained afterwards through `getService`, and for a Kafka client on every message
  * of `emitBatch`) — for apps that prefer not to install propagation globally. Idempotent; returns the same client. NATS headers and gRPC metadata need
@@ -398,7 +410,7 @@ export interface ClientPropagationOptions {
  * @example
  * const billing = propagateContext(ClientProxyFactory.create({ transport: Transport.TCP, options }));
  */
-export function propagateContext<C extends ClientProxy | ClientGrpcProxy>(client: C, options?: ClientPropagationOptions): C {
+export function propagateContext<C extends MessageClientLike | ClientGrpcProxy>(client: C, options?: ClientPropagationOptions): C {
   const forceEnvelope = checkForceEnvelope(options, 'propagateContext()');
   void loadOptionalDeps();
   const target = client as unknown as Target;
