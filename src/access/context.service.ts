@@ -1,7 +1,9 @@
-import { Injectable, type Type } from '@nestjs/common';
+import { Injectable, type ArgumentsHost, type Type } from '@nestjs/common';
 import { ContextError, ContextNotActiveError } from '../errors.js';
 import { ContextHost, reportFailure } from '../runtime/context-host.js';
-import { storage } from '../record/context-record.js';
+import { recordOfRequest, storage } from '../record/context-record.js';
+import { withIdField } from '../entry/client-headers.js';
+import { ownCorrelationId } from '../runtime/options.js';
 import type { RegisteredContext } from './current-context.js';
 import type { BaggageMember, TraceInfo } from '../interfaces/trace-info.interface.js';
 
@@ -82,13 +84,36 @@ export class ContextService<T extends object = RegisteredContext> {
     );
   }
 
+  /**
+   * `body` plus the correlation id of the request being answered, for exception filters that write
+   * the response themselves: a copy of `body` with the field `correlationId` (or the name set with
+   * the option `correlationId.errorBody`). `body` is returned as it is when it already has the field,
+   * is not a plain object, or when there is no context (outside one, or another framework's request).
+   * Pass the filter's `host`: it finds the request's id where no context is active (`enterEarly: false`).
+   * Never throws.
+   *
+   * @example
+   * response.status(status).json(ContextService.withCorrelationId({ statusCode: status, message }, host));
+   */
+  static withCorrelationId<B extends object>(body: B, host?: ArgumentsHost): B {
+    try {
+      const record =
+        (host !== undefined && host.getType() === 'http' ? recordOfRequest(host.getArgByIndex(0)) : undefined) ?? storage.getStore();
+      if (record === undefined) return body;
+      return withIdField(body, record.config.errorBodyField ?? 'correlationId', record.correlationId);
+    } catch {
+      return body; // a host or body whose properties cannot be read: the body goes out as it is
+    }
+  }
+
   /** Whether a context is active here. */
   get active(): boolean {
     return storage.getStore() !== undefined;
   }
 
   /**
-   * Runs `fn` inside a new context — a fresh one, or the `context`/`correlationId` given — and
+   * Runs `fn` inside a new context — a fresh one, or the `context`/`correlationId` given (a given
+   * `context` whose correlation id field holds a valid id is opened under that id) — and
    * returns its result (a promise stays inside the context until it settles). For cron jobs, queue
    * consumers, scripts and tests. Nested calls open a new context; the outer one is back afterwards.
    *
@@ -114,6 +139,8 @@ export class ContextService<T extends object = RegisteredContext> {
           `for this app's validator. Pass an id that passes correlationId.validate, or leave it out to get a fresh one.`,
       );
     }
+    // A given context that holds a valid id of its own keeps it (the object and the library agree).
+    correlationId ??= ownCorrelationId(this.host.options, options.context);
     const record = this.host.create({ correlationId, context: options.context });
     return storage.run(record, fn);
   }

@@ -5,7 +5,8 @@ import { resolveOptions, type ResolvedContextOptions } from './options.js';
 import { ContextRecord, isContextRecord, recordOfRequest, storage, type Carrier } from '../record/context-record.js';
 import type { Trust } from './options.js';
 import type { ContextSource } from '../interfaces/context-init.interface.js';
-import type { ContextModuleOptions } from '../interfaces/context-module-options.interface.js';
+import type { ContextModuleOptions, GenerateInput } from '../interfaces/context-module-options.interface.js';
+import { exposeOnWriteHead } from '../entry/client-headers.js';
 import { generateCorrelationId, readCorrelationId } from '../propagation/correlation-id.js';
 import { ContextCallbackError } from '../errors.js';
 import { linkOptions } from './apps.js';
@@ -107,6 +108,8 @@ export class ContextHost<T extends object = object> {
     if (name === undefined || out.headersSent !== false) return;
     try {
       out.setHeader?.(name, record.correlationId);
+      // correlationId.exposeHeader: merged into Access-Control-Expose-Headers when the head is written.
+      if (this.options.exposeHeader) exposeOnWriteHead(out as ServerResponse, name);
     } catch (error) {
       // Unreachable with the library's checks (ids are header-safe); a response object of another
       // framework could still refuse the header: the request goes on without the echo.
@@ -211,7 +214,7 @@ export class ContextHost<T extends object = object> {
     const o = this.options;
     try {
       const id = readCorrelationId(carrier, idHeaders, o.validate);
-      return new ContextRecord<T>(o, id ?? o.generate(), source, undefined, carrier, carrier);
+      return new ContextRecord<T>(o, id ?? o.generate({ source, headers: carrier }), source, undefined, carrier, carrier);
     } catch (error) {
       return this.failed(source, undefined, error);
     }
@@ -221,13 +224,13 @@ export class ContextHost<T extends object = object> {
     const o = this.options;
     if (o.trustsAll) {
       const id = readCorrelationId(carrier, o.requestHeaders, o.validate);
-      return new ContextRecord<T>(o, id ?? o.generate(), source, request, carrier, carrier);
+      return new ContextRecord<T>(o, id ?? o.generate({ source, request, headers: carrier }), source, request, carrier, carrier);
     }
     const cache = new TrustCache(request);
     const id = cache.allows(o.trustCorrelationId) ? readCorrelationId(carrier, o.requestHeaders, o.validate) : undefined;
     return new ContextRecord<T>(
       o,
-      id ?? o.generate(),
+      id ?? o.generate({ source, request, headers: carrier }),
       source,
       request,
       cache.allows(o.trustTrace) ? carrier : undefined,
@@ -250,15 +253,15 @@ export class ContextHost<T extends object = object> {
 
   /** Creates a record outside HTTP (manual runs, jobs, messages without metadata). Never throws for a failing generator. */
   create(options: OpenOptions<T> = {}): ContextRecord<T> {
-    const id = options.correlationId ?? this.generate();
+    const id = options.correlationId ?? this.generate({ source: options.source ?? 'manual' });
     const given = options.context === undefined ? undefined : this.options.fill(options.context, id);
     return new ContextRecord<T>(this.options, id, options.source ?? 'manual', undefined, undefined, undefined, given);
   }
 
   /** A fresh correlation id from the app's generator; the default one (reported) when that fails. */
-  generate(): string {
+  generate(input: GenerateInput = { source: 'manual' }): string {
     try {
-      return this.options.generate();
+      return this.options.generate(input);
     } catch (error) {
       reportFailure(asCallbackError(error));
       return generateCorrelationId();
