@@ -19,6 +19,7 @@ import {
 import { APP_FILTER, HttpAdapterHost } from '@nestjs/core';
 import request from 'supertest';
 import { ContextModule, ContextService, currentContext, type ContextModuleOptions, type GenerateInput } from '../src/index.js';
+import { ContextHost } from '../src/runtime/context-host.js';
 import { MyContext } from './fixtures/app-context.js';
 import { bootApp, platforms } from './utils/platforms.js';
 
@@ -269,6 +270,15 @@ describe.each(platforms)('ids for clients (%s)', (_name, makeAdapter) => {
       expect(seen[1]?.source).toBe('http');
       expect((seen[1]?.request as IncomingMessage).url).toBe('/id');
       expect(seen[1]?.headers).toBe((seen[1]?.request as IncomingMessage).headers);
+    });
+
+    it('messages: it gets the source and the message metadata', async () => {
+      const seen: GenerateInput[] = [];
+      const { app } = await boot({ correlationId: { generate: (input) => (seen.push(input), undefined) } });
+      const metadata = { 'x-gateway-request-id': 'm-1' };
+      const record = app.get(ContextHost).fromCarrier(metadata, 'rpc');
+      expect(record.correlationId).toMatch(UUID);
+      expect(seen).toEqual([{ source: 'rpc', headers: metadata }]);
     });
 
     it('a generator without a parameter still works', async () => {

@@ -5,7 +5,7 @@ import { resolveOptions, type ResolvedContextOptions } from './options.js';
 import { ContextRecord, isContextRecord, recordOfRequest, storage, type Carrier } from '../record/context-record.js';
 import type { Trust } from './options.js';
 import type { ContextSource } from '../interfaces/context-init.interface.js';
-import type { ContextModuleOptions, GenerateInput } from '../interfaces/context-module-options.interface.js';
+import type { ContextModuleOptions } from '../interfaces/context-module-options.interface.js';
 import { exposeOnWriteHead } from '../entry/client-headers.js';
 import { generateCorrelationId, readCorrelationId } from '../propagation/correlation-id.js';
 import { ContextCallbackError } from '../errors.js';
@@ -214,7 +214,7 @@ export class ContextHost<T extends object = object> {
     const o = this.options;
     try {
       const id = readCorrelationId(carrier, idHeaders, o.validate);
-      return new ContextRecord<T>(o, id ?? o.generate({ source, headers: carrier }), source, undefined, carrier, carrier);
+      return new ContextRecord<T>(o, id ?? o.generate(source, undefined, carrier), source, undefined, carrier, carrier);
     } catch (error) {
       return this.failed(source, undefined, error);
     }
@@ -224,13 +224,13 @@ export class ContextHost<T extends object = object> {
     const o = this.options;
     if (o.trustsAll) {
       const id = readCorrelationId(carrier, o.requestHeaders, o.validate);
-      return new ContextRecord<T>(o, id ?? o.generate({ source, request, headers: carrier }), source, request, carrier, carrier);
+      return new ContextRecord<T>(o, id ?? o.generate(source, request, carrier), source, request, carrier, carrier);
     }
     const cache = new TrustCache(request);
     const id = cache.allows(o.trustCorrelationId) ? readCorrelationId(carrier, o.requestHeaders, o.validate) : undefined;
     return new ContextRecord<T>(
       o,
-      id ?? o.generate({ source, request, headers: carrier }),
+      id ?? o.generate(source, request, carrier),
       source,
       request,
       cache.allows(o.trustTrace) ? carrier : undefined,
@@ -253,15 +253,15 @@ export class ContextHost<T extends object = object> {
 
   /** Creates a record outside HTTP (manual runs, jobs, messages without metadata). Never throws for a failing generator. */
   create(options: OpenOptions<T> = {}): ContextRecord<T> {
-    const id = options.correlationId ?? this.generate({ source: options.source ?? 'manual' });
+    const id = options.correlationId ?? this.generate(options.source ?? 'manual');
     const given = options.context === undefined ? undefined : this.options.fill(options.context, id);
     return new ContextRecord<T>(this.options, id, options.source ?? 'manual', undefined, undefined, undefined, given);
   }
 
   /** A fresh correlation id from the app's generator; the default one (reported) when that fails. */
-  generate(input: GenerateInput = { source: 'manual' }): string {
+  generate(source: ContextSource = 'manual', request?: IncomingMessage, headers?: Carrier): string {
     try {
-      return this.options.generate(input);
+      return this.options.generate(source, request, headers);
     } catch (error) {
       reportFailure(asCallbackError(error));
       return generateCorrelationId();

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Logger, type Type } from '@nestjs/common';
 import { DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADER } from '../constants.js';
 import { ContextCallbackError, ContextConfigError, ContextCreationError, describe } from '../errors.js';
-import type { ContextFactory } from '../interfaces/context-init.interface.js';
+import type { ContextFactory, ContextSource } from '../interfaces/context-init.interface.js';
 import type { ContextModuleOptions, GenerateInput, TrustInbound } from '../interfaces/context-module-options.interface.js';
 import type { BaggageOptions, TraceOptions } from '../interfaces/propagation-options.interface.js';
 import { generateCorrelationId, isHeaderValue, isValidCorrelationId } from '../propagation/correlation-id.js';
@@ -21,8 +21,9 @@ export interface ResolvedContextOptions<T extends object> {
   /**
    * Makes an id that can always be echoed and passes `validate` (a user generator's rejected id is
    * replaced by the default one and reported once); throws only {@link ContextCallbackError}.
+   * Positional, so that the default generator costs no allocation; a user generator gets them as a {@link GenerateInput}.
    */
-  readonly generate: (input: GenerateInput) => string;
+  readonly generate: (source: ContextSource, request?: IncomingMessage, headers?: GenerateInput['headers']) => string;
   /** The field of the context that holds the correlation id, or `undefined` (`correlationIdField: false`). */
   readonly correlationIdField: string | undefined;
   /** Whether the response header is added to `Access-Control-Expose-Headers`. */
@@ -299,11 +300,17 @@ const MAX_GENERATED_ID_LENGTH = 1024;
  * such id of the app is logged as a warning (a flood of bad inbound data does not flood the log).
  * A `validate` that throws on it is a {@link ContextCallbackError} too.
  */
-function checkedGenerator(generate: (input: GenerateInput) => string | undefined, validate: (id: string) => boolean): (input: GenerateInput) => string {
+function checkedGenerator(
+  generate: (input: GenerateInput) => string | undefined,
+  validate: (id: string) => boolean,
+): ResolvedContextOptions<object>['generate'] {
   let warned = false;
-  return (input) => {
+  return (source, request, headers) => {
     let id: unknown;
     try {
+      const input: { source: ContextSource; request?: IncomingMessage; headers?: GenerateInput['headers'] } = { source };
+      if (request !== undefined) input.request = request;
+      if (headers !== undefined) input.headers = headers;
       id = generate(input);
     } catch (error) {
       throw ContextCallbackError.create('correlationId.generate', `threw ${describeError(error)}`, error);
@@ -322,7 +329,7 @@ function checkedGenerator(generate: (input: GenerateInput) => string | undefined
         optionsLogger.warn(
           `correlationId.generate returned ${describe(id)}, which this app's correlationId.validate rejects (or which ` +
             `cannot be sent as a header value: empty, over ${MAX_GENERATED_ID_LENGTH} characters, control characters); ` +
-            `the ${String(input.source)} context got a default id instead. Make generate return ids that validate accepts, ` +
+            `the ${String(source)} context got a default id instead. Make generate return ids that validate accepts, ` +
             `or undefined for the default id. Warned once per app.`,
         );
       } catch {

@@ -84,7 +84,7 @@ export class ContextTester<T extends object = RegisteredContext> {
       init.correlationId ??
       ownCorrelationId(o, init.context) ??
       (headers === undefined ? undefined : readCorrelationId(headers, o.requestHeaders, o.validate)) ??
-      this.host.generate({ source, headers });
+      this.host.generate(source, undefined, headers);
     const given = init.context === undefined ? undefined : o.fill(init.context, id);
     return new ContextRecord<T>(o, id, source, undefined, headers, headers, given);
   }
