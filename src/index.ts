@@ -5,7 +5,9 @@
  * - read the context: `@Ctx()` in handlers, {@link ContextService} in providers, {@link currentContext}
  *   anywhere, or constructor injection of your own class;
  * - open a context outside a request: `contextService.run()` or `@WithContext()`;
- * - headers for an outgoing call of your own: {@link getOutboundHeaders};
+ * - carry the context over a client or consumer of your own: `contextService.inject(carrier)` and
+ *   `contextService.run(fn, { headers })` (with a {@link CarrierSetter} / {@link CarrierGetter} for any
+ *   carrier), or {@link getOutboundHeaders} for a plain object without injection;
  * - errors: {@link ContextError} and its subclasses.
  *
  * @module nestjs-context
@@ -17,4 +19,5 @@ export { currentContext, getOutboundHeaders, type OutboundOptions, type ContextR
 export { WithContext, type WithContextOptions } from './access/with-context.decorator.js';
 export { ContextError, ContextNotActiveError, ContextConfigError, ContextCreationError, ContextCallbackError } from './errors.js';
 export { isValidCorrelationId } from './propagation/correlation-id.js';
+export type { CarrierGetter, CarrierSetter } from './propagation/carrier.js';
 export * from './interfaces/index.js';

@@ -5,7 +5,8 @@ import axios from 'axios';
 import { firstValueFrom } from 'rxjs';
 import { ContextModule, ContextService, getOutboundHeaders, type ContextInit } from '../src/index.js';
 import { propagateContext } from '../src/integrations/axios/index.js';
-import { storage, type ContextRecord } from '../src/record/context-record.js';
+import { ContextRecord, storage } from '../src/record/context-record.js';
+import { resolveOptions } from '../src/runtime/options.js';
 import { propagateGlobalFetch, propagateContext as propagateFetch } from '../src/integrations/fetch/index.js';
 import { ContextHttpModule } from '../src/integrations/nestjs-axios/index.js';
 import { bootApp, platforms } from './utils/platforms.js';
@@ -214,7 +215,8 @@ describe.each(platforms)('two services: A calls B over HTTP, the context travels
 });
 
 describe('fetch: propagateGlobalFetch and propagateContext', () => {
-  const record = { outboundHeaders: () => ({ 'x-request-id': 'fetch-1' }) } as unknown as ContextRecord;
+  class FetchContext {}
+  const record = new ContextRecord(resolveOptions(FetchContext, {}), 'fetch-1', 'manual', undefined, undefined, undefined);
   let saved: typeof fetch;
   let sent: Array<string | null>;
   let base: typeof fetch;

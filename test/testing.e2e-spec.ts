@@ -115,9 +115,17 @@ describe('ContextTester', () => {
     expect(injected.context.correlationId).toBe('registered-1');
   });
 
-  it('ContextService.run({ context }) also opens the context under the id the object holds', () => {
+  it('ContextService.run({ context }) also opens the context under the id the object holds, over one in headers', () => {
     const context = new MyContext({ correlationId: 'run-own-1', source: 'manual' });
     expect(moduleRef.get(ContextService).run(() => currentContext.correlationId, { context })).toBe('run-own-1');
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const seen = moduleRef.get(ContextService).run(() => moduleRef.get(Reader).read(), { context, headers: { 'x-request-id': 'theirs', traceparent } });
+    expect(seen.id).toBe('run-own-1');
+    expect(seen.ctx).toBe(context);
+    expect(seen.trace?.traceId).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
+    const tested = tester.runWith({ context, headers: { 'x-request-id': 'theirs', traceparent } }, () => moduleRef.get(Reader).read());
+    expect(tested.id).toBe('run-own-1');
+    expect(tested.trace?.traceId).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
     expect(logger.warnings).toEqual([]);
   });
 });

@@ -6,13 +6,36 @@ import { withIdField } from '../entry/client-headers.js';
 import { ownCorrelationId } from '../runtime/options.js';
 import type { RegisteredContext } from './current-context.js';
 import type { BaggageMember, TraceInfo } from '../interfaces/trace-info.interface.js';
+import { headerMapSetter, type CarrierGetter, type CarrierSetter } from '../propagation/carrier.js';
+import { injectActive } from './current-context.js';
 
-/** Options of {@link ContextService.run}. */
-export interface ContextRunOptions<T> {
+/**
+ * Options of {@link ContextService.run}. Everything is optional: without options, `run()` opens a
+ * fresh context.
+ *
+ * @typeParam T your context class.
+ * @typeParam C the carrier type of `headers` (a header map unless you pass a `getter`).
+ */
+export interface ContextRunOptions<T, C = Readonly<Record<string, unknown>>> {
   /** Use this object as the context instead of building a fresh one. */
   context?: T;
-  /** Use this correlation id (checked with the module's validator) instead of a fresh one. */
+  /** Use this correlation id (checked with the module's validator) instead of a fresh one; it wins over one in `headers`. */
   correlationId?: string;
+  /**
+   * Continue the context of whoever sent these propagation headers: correlation id, `traceparent`,
+   * `tracestate` and `baggage`, read under the app's trust policy (a request predicate cannot vouch
+   * for headers that did not come with an HTTP request: see `trusted`). A plain header map is read by
+   * default (own properties, any spelling, strings, lists or bytes); pass a `getter` for any other
+   * carrier (message attributes, record headers).
+   */
+  headers?: C;
+  /** Reads `headers` when it is not a plain header map. */
+  getter?: CarrierGetter<C>;
+  /**
+   * Trust `headers` whatever the app's `trustInbound` policy says, because you know where they come
+   * from (your own queue, your own gateway). Default: `false` (the policy decides).
+   */
+  trusted?: boolean;
 }
 
 /**
@@ -112,18 +135,23 @@ export class ContextService<T extends object = RegisteredContext> {
   }
 
   /**
-   * Runs `fn` inside a new context — a fresh one, or the `context`/`correlationId` given (a given
-   * `context` whose correlation id field holds a valid id is opened under that id) — and
-   * returns its result (a promise stays inside the context until it settles). For cron jobs, queue
-   * consumers, scripts and tests. Nested calls open a new context; the outer one is back afterwards.
+   * Runs `fn` inside a new context and returns its result (a promise stays inside the context until
+   * it settles). The context is fresh, or built from `options`: continued from the propagation
+   * `headers` of whoever sent a message (for consumers the library does not wrap: SQS, a raw kafkajs
+   * consumer, a Lambda handler), and/or with the `context` object or `correlationId` given (a given
+   * `context` whose correlation id field holds a valid id is opened under that id, over one in
+   * `headers`, so the object and the library agree). For cron
+   * jobs, queue consumers, scripts and tests. Nested calls open a new context; the outer one is back
+   * afterwards.
    *
    * A `correlationId` your validator cannot check (it throws) is reported through Nest's logger and
    * replaced by a fresh id, like everywhere else; a failing generator gives a default id.
    *
    * @example await contextService.run(() => this.report.send(), { correlationId: job.data.correlationId });
+   * @example await contextService.run(() => this.handle(message), { headers: message.headers });
    * @throws ContextError when `correlationId` does not pass the module's validator.
    */
-  run<R>(fn: () => R, options: ContextRunOptions<T> = {}): R {
+  run<R, C = Readonly<Record<string, unknown>>>(fn: () => R, options: ContextRunOptions<T, C> = {}): R {
     let { correlationId } = options;
     let valid: boolean;
     try {
@@ -139,9 +167,27 @@ export class ContextService<T extends object = RegisteredContext> {
           `for this app's validator. Pass an id that passes correlationId.validate, or leave it out to get a fresh one.`,
       );
     }
+    const { headers, context } = options;
     // A given context that holds a valid id of its own keeps it (the object and the library agree).
-    correlationId ??= ownCorrelationId(this.host.options, options.context);
-    const record = this.host.create({ correlationId, context: options.context });
+    correlationId ??= ownCorrelationId(this.host.options, context);
+    const record =
+      headers === undefined || headers === null
+        ? this.host.create({ correlationId, context })
+        : this.host.continueFrom(headers, { correlationId, context, getter: options.getter, trusted: options.trusted });
     return storage.run(record, fn);
+  }
+
+  /**
+   * Writes the propagation headers of an outgoing call made now from the active context into
+   * `carrier` — `traceparent` (same trace id, a fresh parent id per call), `tracestate`, `baggage`
+   * and the correlation id header — and returns it. The default setter writes into a plain object,
+   * a `Headers`, a `Map` or an `AxiosHeaders`, keeping any field the carrier already holds; pass a
+   * `setter` for any other carrier (message attributes, record headers). Outside a context it writes
+   * nothing. The counterpart of `run(fn, { headers })` on the receiving side.
+   *
+   * @example await sqs.send(new SendMessageCommand({ QueueUrl, MessageBody, MessageAttributes: contextService.inject({}, sqsSetter) }));
+   */
+  inject<C>(carrier: C, setter?: CarrierSetter<C>): C {
+    return injectActive(carrier, setter ?? (headerMapSetter as CarrierSetter<C>));
   }
 }

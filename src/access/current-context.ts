@@ -1,5 +1,7 @@
 import { ContextNotActiveError } from '../errors.js';
 import { storage } from '../record/context-record.js';
+import { injectRecord } from '../propagation/inject.js';
+import type { CarrierSetter } from '../propagation/carrier.js';
 import { randomSpanId, randomTraceId } from '../propagation/ids.js';
 import { FLAG_RANDOM, formatTraceparent } from '../propagation/traceparent.js';
 
@@ -31,18 +33,31 @@ export interface OutboundOptions {
 }
 
 /**
+ * Writes what an outgoing call made now from the active context carries into `carrier` through
+ * `setter` (see `injectRecord`); outside a context nothing, or a new trace's `traceparent` with
+ * {@link OutboundOptions.newTraceOutsideContext}. Every client integration writes through here. @internal
+ */
+export function injectActive<C>(carrier: C, setter: CarrierSetter<C>, options?: OutboundOptions): C {
+  const record = storage.getStore();
+  if (record !== undefined) injectRecord(record, carrier, setter);
+  else if (options?.newTraceOutsideContext === true) setter.set(carrier, 'traceparent', formatTraceparent(randomTraceId(), randomSpanId(), FLAG_RANDOM));
+  return carrier;
+}
+
+const freshObject: CarrierSetter<Record<string, string>> = {
+  set(carrier, name, value) {
+    carrier[name] = value;
+  },
+};
+
+/**
  * Headers for an outgoing call made now from the active context (`traceparent` with the same trace
- * id and a fresh parent id, `tracestate`, `baggage`, correlation id), or `{}` outside a context
- * (see {@link OutboundOptions.newTraceOutsideContext}). The HTTP client and transport integrations
- * call this; use it for any other client.
+ * id and a fresh parent id, `tracestate`, `baggage`, correlation id), as a fresh object, or `{}`
+ * outside a context (see {@link OutboundOptions.newTraceOutsideContext}). For clients without an
+ * integration; `contextService.inject(carrier, setter)` writes the same into any other carrier.
  */
 export function getOutboundHeaders(options?: OutboundOptions): Record<string, string> {
-  const record = storage.getStore();
-  if (record !== undefined) return record.outboundHeaders();
-  if (options?.newTraceOutsideContext === true) {
-    return { traceparent: formatTraceparent(randomTraceId(), randomSpanId(), FLAG_RANDOM) };
-  }
-  return {};
+  return injectActive<Record<string, string>>({}, freshObject, options);
 }
 
 function active(): object {

@@ -19,7 +19,7 @@ export const FLAG_SAMPLED = 0x01;
 export const FLAG_RANDOM = 0x02;
 
 /** The flag bits version `00` defines; every other bit MUST be sent as zero. */
-const KNOWN_FLAGS = FLAG_SAMPLED | FLAG_RANDOM;
+export const KNOWN_FLAGS = FLAG_SAMPLED | FLAG_RANDOM;
 
 /** Length of a version `00` value: `vv-` + 32 + `-` + 16 + `-` + 2. */
 const V00_LENGTH = 55;

@@ -6,13 +6,14 @@ import { ContextCreationError } from '../errors.js';
 import type { ResolvedContextOptions } from '../runtime/options.js';
 import type { ContextInit, ContextSource } from '../interfaces/context-init.interface.js';
 import type { BaggageMember, TraceInfo } from '../interfaces/trace-info.interface.js';
-import { formatBaggage, parseBaggage } from '../propagation/baggage.js';
+import { parseBaggage } from '../propagation/baggage.js';
+import type { Carrier } from '../propagation/carrier.js';
+import type { OutboundParts } from '../propagation/inject.js';
 import { randomSpanId, randomTraceId } from '../propagation/ids.js';
-import { FLAG_RANDOM, FLAG_SAMPLED, formatTraceparent, parseTraceparent } from '../propagation/traceparent.js';
-import { formatTracestate, parseTracestate } from '../propagation/tracestate.js';
+import { FLAG_RANDOM, FLAG_SAMPLED, parseTraceparent } from '../propagation/traceparent.js';
+import { parseTracestate } from '../propagation/tracestate.js';
 
-/** Inbound propagation headers: Node's `IncomingHttpHeaders`, or message metadata of the same shape. */
-export type Carrier = Readonly<Record<string, string | readonly string[] | undefined>>;
+export type { Carrier } from '../propagation/carrier.js';
 
 const CREATING = 1;
 const CREATED = 2;
@@ -41,6 +42,8 @@ export class ContextRecord<T extends object = object> {
   failure: Error | undefined = undefined;
   /** The record of another app that entered the same HTTP request first (a mounted app's outer app). */
   outer: ContextRecord | undefined = undefined;
+  /** What every outgoing call from this record shares, worked out on the first one (see `propagation/inject.ts`). */
+  outbound: OutboundParts | undefined = undefined;
 
   constructor(
     /** The app's resolved options (shared by all its records). */
@@ -99,6 +102,19 @@ export class ContextRecord<T extends object = object> {
     }
   }
 
+  /**
+   * A record of the same inbound trace and baggage (not read yet) and source, with another
+   * correlation id and, optionally, the user's object given.
+   */
+  withIdentity(correlationId: string, given?: T): ContextRecord<T> {
+    return new ContextRecord<T>(this.config, correlationId, this.source, undefined, this.traceCarrier, this.baggageCarrier, given);
+  }
+
+  /** The user's context object if it has been built, else `undefined` (never builds it, never throws). */
+  contextIfCreated(): T | undefined {
+    return this.state === CREATED ? (this.value as T) : undefined;
+  }
+
   /** The W3C trace of this request: continued from a valid inbound `traceparent`, or new. */
   get trace(): TraceInfo {
     return (this.traceInfo ??= this.readTrace());
@@ -110,26 +126,6 @@ export class ContextRecord<T extends object = object> {
     const header = this.baggageCarrier?.baggage;
     this.baggageCarrier = undefined;
     return (this.members = header === undefined ? NO_MEMBERS : Object.freeze(parseBaggage(header)));
-  }
-
-  /**
-   * The headers an outgoing call made inside this context carries: `traceparent` (same trace id,
-   * a fresh parent id per call), `tracestate`, `baggage` and the correlation id header.
-   */
-  outboundHeaders(): Record<string, string> {
-    const config = this.config;
-    const trace = this.trace;
-    const headers: Record<string, string> = {
-      traceparent: formatTraceparent(trace.traceId, randomSpanId(), trace.flags),
-    };
-    if (trace.tracestate.length > 0) {
-      const tracestate = formatTracestate(trace.tracestate, config.trace.maxTracestateLength);
-      if (tracestate !== '') headers.tracestate = tracestate;
-    }
-    const baggage = this.outboundBaggage();
-    if (baggage !== '') headers.baggage = baggage;
-    if (config.outboundHeader !== undefined) headers[config.outboundHeader] = this.correlationId;
-    return headers;
   }
 
   private readTrace(): TraceInfo {
@@ -174,24 +170,6 @@ export class ContextRecord<T extends object = object> {
       const member = members.find((m) => m.key === key);
       if (member !== undefined) target[field] = member.value;
     }
-  }
-
-  private outboundBaggage(): string {
-    const { fields, propagateInbound, limits } = this.config.baggage;
-    if (fields.length === 0 && !propagateInbound) return '';
-    const declared: BaggageMember[] = [];
-    if (this.state === CREATED && fields.length > 0) {
-      const source = this.value as Record<string, unknown>;
-      for (const [field, key] of fields) {
-        const v = source[field];
-        if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') declared.push({ key, value: String(v) });
-      }
-    }
-    const inbound = propagateInbound ? this.baggage : NO_MEMBERS;
-    if (declared.length === 0 && inbound.length === 0) return '';
-    const keys = new Set(declared.map((m) => m.key));
-    const members = declared.concat(inbound.filter((m) => !keys.has(m.key)));
-    return formatBaggage(members, limits);
   }
 }
 

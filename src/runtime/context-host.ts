@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, Logger, Optional, type ExecutionContext, type Type } from '@nestjs/common';
 import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS, RECORD_KEY } from '../constants.js';
 import { resolveOptions, type ResolvedContextOptions } from './options.js';
-import { ContextRecord, isContextRecord, recordOfRequest, storage, type Carrier } from '../record/context-record.js';
+import { ContextRecord, isContextRecord, recordOfRequest, storage } from '../record/context-record.js';
+import { collectCarrier, getterLookup, headerMapGetter, TRACE_FIELDS, type Carrier, type CarrierGetter, type Lookup } from '../propagation/carrier.js';
 import type { Trust } from './options.js';
 import type { ContextSource } from '../interfaces/context-init.interface.js';
 import type { ContextModuleOptions } from '../interfaces/context-module-options.interface.js';
@@ -30,6 +31,14 @@ export interface OpenOptions<T> {
   source?: ContextSource;
 }
 
+/** Options of {@link ContextHost.continueFrom}. @internal */
+export interface ContinueOptions<T, C> extends OpenOptions<T> {
+  /** Reads the carrier's fields; default: own properties of a header map, any spelling. */
+  getter?: CarrierGetter<C>;
+  /** Trust the carrier whatever the app's policy says (the caller knows where it comes from). */
+  trusted?: boolean;
+}
+
 /**
  * The per-app engine behind every access path: it turns requests into records, reads the inbound
  * correlation id, echoes it, and opens contexts for `run()`. A singleton; nothing in it is request-scoped.
@@ -44,6 +53,10 @@ export class ContextHost<T extends object = object> {
    */
   readonly answersFailures: boolean;
   private readonly extractors = new Map<ContextSource, CarrierExtractor>();
+  /** The inbound fields every entry reads: the W3C ones and the app's correlation id headers. */
+  readonly inboundFields: readonly string[];
+  /** The app's correlation id headers among {@link inboundFields} (every candidate of them is kept). */
+  readonly idFields: ReadonlySet<string>;
   /** Undo steps of everything this app installed, run in reverse order when it closes. */
   private readonly closers: (() => void)[] = [];
   private isClosed = false;
@@ -55,6 +68,9 @@ export class ContextHost<T extends object = object> {
   ) {
     this.options = resolveOptions(contextClass, options);
     this.answersFailures = interceptorOn === false;
+    const ids = this.options.requestHeaders.map((name) => name.toLowerCase());
+    this.inboundFields = Object.freeze([...new Set([...TRACE_FIELDS, ...ids])]);
+    this.idFields = new Set(ids.filter((name) => !TRACE_FIELDS.includes(name)));
     linkOptions(this.options as ResolvedContextOptions<object>, this as ContextHost);
   }
 
@@ -190,44 +206,65 @@ export class ContextHost<T extends object = object> {
   }
 
   /**
-   * Creates a record from inbound propagation headers (HTTP headers or message metadata), honouring
-   * the trust policy for each kind; the trust predicates receive `request` (HTTP only; without a
-   * request a predicate policy trusts nothing).
+   * Creates a record from inbound propagation headers (HTTP headers or message metadata in the
+   * normalized {@link Carrier} form), honouring the trust policy for each kind; the trust predicates
+   * receive `request` (HTTP only; without a request a predicate policy trusts nothing). `trusted`
+   * overrides the policy for a carrier the app vouches for by where it comes from (its own job
+   * store, a consumer's explicit choice). The correlation id is the first value among the headers
+   * `idHeaders` (in order; a header may hold several candidates) that passes `validate`, else a
+   * generated one; trace and baggage are read from the carrier on first use. A failing callback
+   * gives a record with a default id and no inbound data, reported once through Nest's logger.
    */
-  fromCarrier(carrier: Carrier, source: ContextSource, request?: IncomingMessage): ContextRecord<T> {
+  fromCarrier(
+    carrier: Carrier,
+    source: ContextSource,
+    request?: IncomingMessage,
+    trusted = false,
+    idHeaders: readonly string[] = this.options.requestHeaders,
+  ): ContextRecord<T> {
     try {
-      return this.readCarrier(carrier, source, request);
+      return this.readCarrier(carrier, source, request, trusted, idHeaders);
     } catch (error) {
       return this.failed(source, request, error);
     }
   }
 
   /**
-   * Creates a record from propagation metadata the app trusts by where it comes from (BullMQ job
-   * options, stored in the app's own Redis): the request-based trust predicates are not consulted.
-   * The correlation id is the first value among the headers `idHeaders` (in order; a header may hold
-   * several candidates) that passes `validate`, else a generated one; trace and baggage are read
-   * from `carrier` on first use. A failing `validate` or `generate` gives a record with a default id
-   * and no inbound data, reported once through Nest's logger, as in {@link fromCarrier}.
+   * The record of an entry that reads its inbound data through lookups over its own carrier (a
+   * transport's metadata, a user's carrier and getter): the app's inbound fields are collected into
+   * the normalized form and read as in {@link fromCarrier}; none present gives a fresh record.
    */
-  fromTrustedCarrier(carrier: Carrier, source: ContextSource, idHeaders: readonly string[] = this.options.requestHeaders): ContextRecord<T> {
-    const o = this.options;
-    try {
-      const id = readCorrelationId(carrier, idHeaders, o.validate);
-      return new ContextRecord<T>(o, id ?? o.generate(source, undefined, carrier), source, undefined, carrier, carrier);
-    } catch (error) {
-      return this.failed(source, undefined, error);
-    }
+  fromLookups(lookups: readonly Lookup[], source: ContextSource, trusted = false): ContextRecord<T> {
+    const carrier = collectCarrier(lookups, this.inboundFields, this.idFields);
+    return carrier === undefined ? this.create({ source }) : this.fromCarrier(carrier, source, undefined, trusted);
   }
 
-  private readCarrier(carrier: Carrier, source: ContextSource, request?: IncomingMessage): ContextRecord<T> {
+  /**
+   * Opens a record continued from any header-like carrier (`contextService.run(fn, { headers })`):
+   * read through `getter`, under the app's trust policy unless `trusted`. A given `correlationId`
+   * (already validated) wins over the carrier's; a given `context` is used as the user's object.
+   */
+  continueFrom<C>(carrier: C, options: ContinueOptions<T, C>): ContextRecord<T> {
+    const lookup = getterLookup(carrier, options.getter ?? (headerMapGetter as CarrierGetter<C>));
+    const normalized = collectCarrier([lookup], this.inboundFields, this.idFields);
+    const source = options.source ?? 'manual';
+    if (normalized === undefined) return this.create({ ...options, source });
+    const read = this.fromCarrier(normalized, source, undefined, options.trusted === true);
+    if ((options.correlationId === undefined && options.context === undefined) || read.failure !== undefined) return read;
+    // The same inbound data under the same trust, with the caller's id and object.
+    const id = options.correlationId ?? read.correlationId;
+    const given = options.context === undefined ? undefined : this.options.fill(options.context, id);
+    return read.withIdentity(id, given);
+  }
+
+  private readCarrier(carrier: Carrier, source: ContextSource, request: IncomingMessage | undefined, trusted: boolean, idHeaders: readonly string[]): ContextRecord<T> {
     const o = this.options;
-    if (o.trustsAll) {
-      const id = readCorrelationId(carrier, o.requestHeaders, o.validate);
+    if (trusted || o.trustsAll) {
+      const id = readCorrelationId(carrier, idHeaders, o.validate);
       return new ContextRecord<T>(o, id ?? o.generate(source, request, carrier), source, request, carrier, carrier);
     }
     const cache = new TrustCache(request);
-    const id = cache.allows(o.trustCorrelationId) ? readCorrelationId(carrier, o.requestHeaders, o.validate) : undefined;
+    const id = cache.allows(o.trustCorrelationId) ? readCorrelationId(carrier, idHeaders, o.validate) : undefined;
     return new ContextRecord<T>(
       o,
       id ?? o.generate(source, request, carrier),

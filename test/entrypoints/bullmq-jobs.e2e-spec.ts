@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { jest } from '@jest/globals';
 import { Inject, Module, type INestApplicationContext, type LoggerService, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { BullModule, OnWorkerEvent, Processor, WorkerHost } from '@nestjs/bullmq';
@@ -309,5 +310,61 @@ describe('BullMQ: trustJobMetadata: false is never treated as trusted', () => {
       await queue.close();
       await app.close();
     }
+  });
+});
+
+describe("BullMQ: job metadata goes through the app's trust policy, like every entry", () => {
+  const TRACE_ID = TRACEPARENT.slice(3, 35);
+  let queue: Queue | undefined;
+  let app: INestApplicationContext | undefined;
+
+  afterEach(async () => {
+    await app?.close();
+    app = undefined;
+    await queue?.obliterate({ force: true }).catch(() => undefined);
+    await queue?.close();
+    queue = undefined;
+  });
+
+  /** Boots an app with `options` and `bull`, adds one job carrying an id and a traceparent, returns what its processor saw. */
+  async function runOne(label: string, options: ContextModuleOptions<MyContext>, bull: ContextBullOptions = {}): Promise<Ran> {
+    await requireBroker('redis');
+    const queueName = uniqueName(`trust-${label}`);
+    app = await boot(queueName, options, bull);
+    await app.init();
+    queue = new Queue(queueName, { connection: REDIS });
+    const key = `${label}-1`;
+    await queue.add('x', { key }, { [JOB_CONTEXT_OPTION]: { 'x-request-id': `job-${label}`, traceparent: TRACEPARENT } } as never);
+    return (await ran.wait(`process:${key}`))[0]!;
+  }
+
+  it('trustInbound: true (the default) restores the producer id and trace', async () => {
+    const seen = await runOne('default', {});
+    expect(seen).toMatchObject({ id: 'job-default', traceId: TRACE_ID });
+  });
+
+  it('trustInbound: false gives the job a fresh id and a new trace', async () => {
+    const seen = await runOne('edge', { trustInbound: false });
+    expect(seen.id).toMatch(UUID);
+    expect(seen.traceId).not.toBe(TRACE_ID);
+  });
+
+  it('a request predicate cannot vouch for a job (there is no request): fresh id and trace, and the predicate is never called', async () => {
+    const predicate = jest.fn((_request: unknown) => true);
+    const seen = await runOne('predicate', { trustInbound: predicate });
+    expect(seen.id).toMatch(UUID);
+    expect(seen.traceId).not.toBe(TRACE_ID);
+    expect(predicate).not.toHaveBeenCalled();
+  });
+
+  it('per kind: trustInbound: false with trace.trustInbound: true keeps the trace and not the id', async () => {
+    const seen = await runOne('per-kind', { trustInbound: false, trace: { trustInbound: true } });
+    expect(seen.id).toMatch(UUID);
+    expect(seen.traceId).toBe(TRACE_ID);
+  });
+
+  it('trustJobMetadata: true vouches for the job store whatever the policy says', async () => {
+    const seen = await runOne('vouched', { trustInbound: () => false }, { trustJobMetadata: true });
+    expect(seen).toMatchObject({ id: 'job-vouched', traceId: TRACE_ID });
   });
 });

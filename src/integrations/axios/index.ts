@@ -4,7 +4,8 @@
  *
  * @module nestjs-context/axios
  */
-import { getOutboundHeaders, type OutboundOptions } from '../../access/current-context.js';
+import { injectActive, type OutboundOptions } from '../../access/current-context.js';
+import { headerMapSetter } from '../../propagation/carrier.js';
 
 /** The part of an axios request config this integration touches (axios 1.x). */
 export interface AxiosLikeRequestConfig {
@@ -26,29 +27,14 @@ export interface AxiosLikeInstance {
   };
 }
 
-interface HeaderBag {
-  has?(name: string): boolean;
-  set?(name: string, value: string): unknown;
-  [name: string]: unknown;
-}
-
 /**
  * Adds the current context's headers (`traceparent`, `tracestate`, `baggage`, correlation id) to
  * a request's headers; headers the caller set explicitly are kept. Works with axios' `AxiosHeaders`
  * and with plain header objects. @internal
  */
 function injectHeaders<C extends AxiosLikeRequestConfig>(config: C, options?: OutboundOptions): C {
-  const outbound = getOutboundHeaders(options);
-  let bag = config.headers as HeaderBag | undefined;
-  if (bag === undefined || bag === null) config.headers = bag = {};
-  for (const name in outbound) {
-    const value = outbound[name] as string;
-    if (typeof bag.has === 'function' && typeof bag.set === 'function') {
-      if (!bag.has(name)) bag.set(name, value);
-    } else if (!Object.keys(bag).some((key) => key.toLowerCase() === name)) {
-      bag[name] = value;
-    }
-  }
+  if (config.headers === undefined || config.headers === null) config.headers = {};
+  injectActive(config.headers, headerMapSetter, options);
   return config;
 }
 

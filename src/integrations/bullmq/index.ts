@@ -17,6 +17,7 @@ import { Queue, type Job, type JobsOptions } from 'bullmq';
 import { DEFAULT_REQUEST_HEADERS } from '../../constants.js';
 import { ContextHost } from '../../runtime/context-host.js';
 import { isContextRecord, runInRecord, storage, type ContextRecord } from '../../record/context-record.js';
+import { outboundHeaders } from '../../propagation/inject.js';
 import { AppBindings, MethodExplorer, type AnyMethod, type AppBinding, type WrapperMaker } from '../../runtime/method-explorer.js';
 import { hostOrThrow, resolveHost } from '../../runtime/apps.js';
 
@@ -33,9 +34,11 @@ const JOB_CONTEXT_SOURCE = 'bullmq';
 /** Options of {@link ContextBullModule.forRoot}. */
 export interface ContextBullOptions {
   /**
-   * Restore the producer's context (correlation id, trace, baggage) from a job's metadata.
-   * `false` gives every job a fresh context. Jobs come from your own Redis, so the app's HTTP
-   * `trustInbound` policy does not apply to them. Default: `true`.
+   * Whether the producer's context (correlation id, trace, baggage) is restored from a job's
+   * metadata. By default the app's trust policy decides, as for every entry: `trustInbound: true`
+   * (its default) restores it, `false` does not, and a request predicate cannot vouch for a job
+   * (there is no request), so it does not either. `true` restores it whatever the policy says: your
+   * own Redis is a source you trust. `false` gives every job a fresh context.
    */
   trustJobMetadata?: boolean;
   /** Add the active context to every job added through the queues the app registers. Default: `true`. */
@@ -58,8 +61,8 @@ type JobLike = { id?: unknown; data?: unknown; opts?: unknown; [JOB_RECORD]?: Co
 export type JobContextMetadata = Readonly<Record<string, string | readonly string[]>>;
 
 interface Binding extends AppBinding {
-  /** `trustJobMetadata` of this app's `ContextBullModule`. */
-  readonly trust: boolean;
+  /** `trustJobMetadata` of this app's `ContextBullModule` (`undefined`: the app's trust policy decides). */
+  readonly trust: boolean | undefined;
 }
 
 /** Processor classes and this app's instances of them → the apps (host and options) that imported this integration. */
@@ -137,15 +140,16 @@ function jobIdHeaders(host: ContextHost): readonly string[] {
  * so that the processor and the worker events of the same run share it; a retry fetches a new job
  * object and so gets a new record with the same correlation and trace id and its own span id.
  */
-function recordForJob(host: ContextHost, job: JobLike, trust: boolean): ContextRecord {
+function recordForJob(host: ContextHost, job: JobLike, trust: boolean | undefined): ContextRecord {
   const anchored = anchoredRecord(job);
   if (anchored !== undefined && anchored.config === host.options) return anchored;
-  // Trusted metadata only (`trustJobMetadata: false` never reads it); a failing validate/generate
-  // gives a fresh record with a default id, reported once, and the job still runs.
-  const names = trust ? jobIdHeaders(host) : undefined;
+  // `trustJobMetadata: false` never reads the metadata; otherwise it goes through the app's trust
+  // policy like every entry (`true` vouches for it). A failing validate/generate gives a fresh record
+  // with a default id, reported once, and the job still runs.
+  const names = trust === false ? undefined : jobIdHeaders(host);
   const carrier = names === undefined ? undefined : readJobContext(job, names);
   const record =
-    carrier === undefined ? host.create({ source: JOB_CONTEXT_SOURCE }) : host.fromTrustedCarrier(carrier, JOB_CONTEXT_SOURCE, names);
+    carrier === undefined ? host.create({ source: JOB_CONTEXT_SOURCE }) : host.fromCarrier(carrier, JOB_CONTEXT_SOURCE, undefined, trust === true, names);
   try {
     Object.defineProperty(job, JOB_RECORD, { value: record, configurable: true, writable: true, enumerable: false });
   } catch {
@@ -177,7 +181,7 @@ export function contextJobOptions<O extends JobsOptions | undefined>(opts?: O): 
     if ((opts as Record<string, unknown>)[JOB_CONTEXT_OPTION] !== undefined) return opts;
     if ((opts as { repeat?: unknown }).repeat !== undefined) return opts;
   }
-  return { ...(opts ?? {}), [JOB_CONTEXT_OPTION]: record.outboundHeaders() } as JobsOptions;
+  return { ...(opts ?? {}), [JOB_CONTEXT_OPTION]: outboundHeaders(record) } as JobsOptions;
 }
 
 /** The part of a bullmq `Queue` this integration patches. */
@@ -251,7 +255,7 @@ export function contextProcessor<J extends Job, R, A extends unknown[]>(
   processor: (job: J, ...rest: A) => R,
   options: Pick<ContextBullOptions, 'trustJobMetadata'> = {},
 ): (job: J, ...rest: A) => R {
-  const trust = options.trustJobMetadata ?? true;
+  const trust = options.trustJobMetadata;
   return function (this: unknown, job: J, ...rest: A): R {
     const host = resolveHost('contextProcessor()', this);
     return runInRecord(recordForJob(host, job as unknown as JobLike, trust), () => processor.call(this, job, ...rest));
@@ -307,7 +311,7 @@ class ContextBullExplorer extends MethodExplorer<Binding> implements OnApplicati
     @Optional() @Inject(ContextHost) host: ContextHost | undefined,
     @Optional() @Inject(CONTEXT_BULL_OPTIONS) options: ContextBullOptions = {},
   ) {
-    super(discovery, bindings, { host: hostOrThrow(host, 'ContextBullModule'), trust: options?.trustJobMetadata ?? true }, TAG);
+    super(discovery, bindings, { host: hostOrThrow(host, 'ContextBullModule'), trust: options?.trustJobMetadata }, TAG);
     this.propagate = options?.propagate !== false;
     // Providers are not instantiated yet, but their classes are known: wrapping the prototypes now
     // happens before any lifecycle hook, so before @nestjs/bullmq binds `process` to its workers.

@@ -3,7 +3,9 @@
  *
  * @module nestjs-context/fetch
  */
-import { getOutboundHeaders, type OutboundOptions } from '../../access/current-context.js';
+import { injectActive, type OutboundOptions } from '../../access/current-context.js';
+import { headerMapSetter } from '../../propagation/carrier.js';
+import { storage } from '../../record/context-record.js';
 
 type Fetch = typeof globalThis.fetch;
 const INSTALLED = Symbol.for('nestjs-context:fetch-install');
@@ -29,11 +31,9 @@ interface Installation {
 export function propagateContext(fetchImpl: Fetch, options?: OutboundOptions): Fetch {
   return function contextFetch(input, init) {
     try {
-      const outbound = getOutboundHeaders(options);
-      const names = Object.keys(outbound);
-      if (names.length === 0) return fetchImpl(input, init);
+      if (storage.getStore() === undefined && options?.newTraceOutsideContext !== true) return fetchImpl(input, init);
       const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
-      for (const name of names) if (!headers.has(name)) headers.set(name, outbound[name] as string);
+      injectActive(headers, headerMapSetter, options);
       return fetchImpl(input, { ...init, headers });
     } catch (error) {
       // Like the native fetch: invalid arguments (e.g. a malformed header) reject, never throw.

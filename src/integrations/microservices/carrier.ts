@@ -1,4 +1,4 @@
-import type { Carrier } from '../../record/context-record.js';
+import { collectCarrier, type Carrier, type Lookup } from '../../propagation/carrier.js';
 
 /**
  * Where the server-side wrapper leaves the headers it unwrapped from a fallback envelope: on the
@@ -6,15 +6,6 @@ import type { Carrier } from '../../record/context-record.js';
  * Registered globally so the ESM and CommonJS builds agree. @internal
  */
 export const ENVELOPE_CARRIER = Symbol.for('nestjs-context:rpc-envelope-carrier');
-
-/** Longest single metadata value read; longer ones are ignored (a baggage header is capped at 8192 bytes). */
-const MAX_VALUE_LENGTH = 8192;
-
-/** Most candidates kept for one correlation id header, over all sources and repeated values. */
-const MAX_CANDIDATES = 16;
-
-/** Reads one header of a message's metadata source; `all`: every value of a repeated header, where the source can tell. */
-type Lookup = (name: string, all: boolean) => unknown;
 
 interface MetadataLike {
   get(name: string): unknown;
@@ -111,29 +102,6 @@ function lookupsFor(data: unknown, transport: unknown): Lookup[] {
   return [];
 }
 
-function isUsable(value: unknown): value is string {
-  return typeof value === 'string' && value.length > 0 && value.length <= MAX_VALUE_LENGTH;
-}
-
-/** One metadata value as a usable header string (the first of a repeated one), or `undefined` (wrong type, empty, too long). */
-function asHeader(value: unknown): string | undefined {
-  const first = Array.isArray(value) ? (value as unknown[])[0] : value;
-  return isUsable(first) ? first : undefined;
-}
-
-/** Appends the usable values of one metadata value (each of a repeated one, in order) to `out`, up to {@link MAX_CANDIDATES}. */
-function addCandidates(value: unknown, out: string[]): void {
-  if (!Array.isArray(value)) {
-    if (isUsable(value)) out.push(value);
-    return;
-  }
-  const n = Math.min(value.length, MAX_CANDIDATES);
-  for (let i = 0; i < n && out.length < MAX_CANDIDATES; i++) {
-    const item: unknown = value[i];
-    if (isUsable(item)) out.push(item);
-  }
-}
-
 /**
  * Reads the propagation headers `names` of one inbound message from its payload and transport
  * context into a fresh, prototype-free carrier: the transport's own headers, NestJS 12 packet
@@ -157,38 +125,5 @@ export function extractCarrier(
   } catch {
     return undefined;
   }
-  if (lookups.length === 0) return undefined;
-  const carrier: Record<string, string | readonly string[]> = Object.create(null) as Record<string, string | readonly string[]>;
-  let found = false;
-  for (const name of names) {
-    if (ids?.has(name) === true) {
-      const candidates: string[] = [];
-      for (const lookup of lookups) {
-        try {
-          addCandidates(lookup(name, true), candidates);
-        } catch {
-          // A source that throws has no candidates; the others still count.
-        }
-      }
-      if (candidates.length > 0) {
-        carrier[name] = candidates.length === 1 ? (candidates[0] as string) : candidates;
-        found = true;
-      }
-      continue;
-    }
-    let value: string | undefined;
-    for (const lookup of lookups) {
-      try {
-        value = asHeader(lookup(name, false));
-      } catch {
-        value = undefined;
-      }
-      if (value !== undefined) break;
-    }
-    if (value !== undefined) {
-      carrier[name] = value;
-      found = true;
-    }
-  }
-  return found ? carrier : undefined;
+  return collectCarrier(lookups, names, ids ?? new Set());
 }

@@ -16,6 +16,7 @@ import {
 import { isObservable, Observable } from 'rxjs';
 import { ContextConfigError, describe } from '../../errors.js';
 import { storage, type ContextRecord } from '../../record/context-record.js';
+import { outboundHeaders } from '../../propagation/inject.js';
 import { isEnvelope, wrapEnvelope } from './envelope.js';
 import { loaded, loadOptionalDeps, type GrpcMetadataLike, type NatsHeadersLike } from './optional-deps.js';
 
@@ -92,7 +93,7 @@ function carriageOf(client: object): Carriage {
 function currentHeaders(): Record<string, string> | undefined {
   const record = storage.getStore();
   if (record === undefined) return undefined;
-  const headers = record.outboundHeaders();
+  const headers = outboundHeaders(record);
   return Object.keys(headers).length === 0 ? undefined : headers;
 }
 

@@ -11,8 +11,6 @@ import { loadOptionalDeps } from './optional-deps.js';
 /** Injection token of the options given to `ContextMicroservicesModule.forRoot()`. @internal */
 export const CONTEXT_MICROSERVICES_OPTIONS = Symbol.for('nestjs-context:microservices-options');
 
-const TRACE_HEADERS = ['traceparent', 'tracestate', 'baggage'];
-
 /**
  * Registers the `'rpc'` extractor on the app's `ContextHost`, marks the app's Nest container as this
  * app's (so the handlers Nest registers for it open this app's context) and takes one reference on
@@ -34,11 +32,10 @@ export class MicroservicesPropagation implements OnModuleInit {
       );
     }
     const forceEnvelope = checkForceEnvelope(options, 'ContextMicroservicesModule.forRoot()');
-    const idHeaders = host.options.requestHeaders.map((name) => name.toLowerCase());
-    const names = [...new Set([...TRACE_HEADERS, ...idHeaders])];
-    // Correlation id headers keep every candidate in priority order (the first valid one wins);
-    // trace headers keep the first usable value (W3C: one value each).
-    const ids = new Set(idHeaders.filter((name) => !TRACE_HEADERS.includes(name)));
+    // The app's inbound fields: correlation id headers keep every candidate in priority order (the
+    // first valid one wins); trace headers keep the first usable value (W3C: one value each).
+    const names = host.inboundFields;
+    const ids = host.idFields;
     host.setExtractor('rpc', (data, transport) => extractCarrier(data, transport, names, ids));
     // All now, before Nest registers the message handlers (that happens after instantiation); the
     // app's close runs these undo steps in reverse order.

@@ -12,7 +12,7 @@ type RegisterPatternHandlers = (this: object, instanceWrapper: unknown, serverIn
 
 const ORIGINAL = Symbol.for('nestjs-context:microservices-original');
 const WRAPPED = Symbol.for('nestjs-context:microservices-wrapped-handler');
-
+const BOUND_CALL = Symbol.for('nestjs-context:grpc-bound-call');
 
 /**
  * Whether a handler argument is Nest's `RequestContextHost` (`{ pattern, data, context }` with its
@@ -70,12 +70,52 @@ function unwrapEnvelope(args: unknown[], at: number): void {
 }
 
 /**
+ * Where a gRPC handler gets the call object, by the streaming kind in its pattern: a
+ * `@GrpcStreamCall` handler first (`call`, or `call, callback`), a `@GrpcStreamMethod` or
+ * `@GrpcMethod` handler third (`request or Observable, metadata, call`).
+ */
+function grpcCallIndex(pattern: unknown): number {
+  let streaming: unknown;
+  try {
+    const parsed: unknown = typeof pattern === 'string' ? JSON.parse(pattern) : pattern;
+    streaming = parsed !== null && typeof parsed === 'object' ? (parsed as { streaming?: unknown }).streaming : undefined;
+  } catch {
+    streaming = undefined;
+  }
+  return streaming === 'pt_stream' ? 0 : 2;
+}
+
+/**
+ * Makes every event of one gRPC call reach its listeners inside the call's record: grpc-js emits
+ * `data`, `end`, `error`, `cancelled` and `drain` from the HTTP/2 session's callbacks, outside any
+ * context. That covers the listener through which Nest feeds a `@GrpcStreamMethod` handler's
+ * inbound Observable (so its operators, and the replies they produce, run in the call's context)
+ * and the listeners a `@GrpcStreamCall` handler adds itself. Done with an own `emit` on that one
+ * call object; anything that is not an emitter, or cannot take it (frozen), is left as it is.
+ */
+function bindCall(call: unknown, record: ContextRecord): void {
+  if (call === null || typeof call !== 'object') return;
+  try {
+    const emit = (call as { emit?: unknown }).emit;
+    if (typeof emit !== 'function' || Object.prototype.hasOwnProperty.call(call, BOUND_CALL)) return;
+    const bound = function (this: unknown, ...args: unknown[]): unknown {
+      return storage.getStore() === record ? emit.apply(this, args) : storage.run(record, () => emit.apply(this, args));
+    };
+    Object.defineProperty(call, 'emit', { value: bound, writable: true, configurable: true, enumerable: false });
+    Object.defineProperty(call, BOUND_CALL, { value: true });
+  } catch {
+    // A frozen or proxied call object: its events are delivered as grpc-js emits them.
+  }
+}
+
+/**
  * Opens the message's context of the handler's app (`host`) around the handler, so guards see it
  * too and it exists even where Nest's global interceptor is not applied (hybrid apps without
  * `inheritAppConfig`). Starts from no context at all, so a context that leaked into the transport's
- * callbacks is never reused. Once the app has closed, the handler runs outside any context.
+ * callbacks is never reused. Once the app has closed, the handler runs outside any context. For a
+ * gRPC handler, `callAt` is where its call object is: the call's events are delivered in the record.
  */
-function runInMessageContext(self: unknown, callback: Handler, args: unknown[], at: number, host: ContextHost): unknown {
+function runInMessageContext(self: unknown, callback: Handler, args: unknown[], at: number, host: ContextHost, callAt: number | undefined): unknown {
   let record: ContextRecord | undefined;
   try {
     record = host.closed ? undefined : host.forMessage('rpc', args[at], args[at + 1]);
@@ -84,6 +124,7 @@ function runInMessageContext(self: unknown, callback: Handler, args: unknown[], 
     record = undefined;
   }
   if (record === undefined) return callback.apply(self, args);
+  if (callAt !== undefined) bindCall(args[callAt], record);
   return runInRecord(record, () => callback.apply(self, args));
 }
 
@@ -92,17 +133,18 @@ function runInMessageContext(self: unknown, callback: Handler, args: unknown[], 
  * envelope (the handler, guards, pipes and interceptors see the original payload; the headers are
  * left on the transport context for the extractor), and runs it outside any context that leaked into
  * the transport's callbacks, in the context its app opens from the message's metadata, so every
- * message starts from its own metadata. Event-handler chains (`next`) keep working.
+ * message starts from its own metadata. Event-handler chains (`next`) keep working. A gRPC
+ * handler's call (at `callAt`) delivers its events in that context too.
  */
-function wrapHandler(callback: Handler, host: ContextHost): Handler {
+function wrapHandler(callback: Handler, host: ContextHost, callAt?: number): Handler {
   if ((callback as { [WRAPPED]?: true })[WRAPPED]) return callback;
   const wrapped = function (this: unknown, ...args: unknown[]): unknown {
     // The next handlers of a chain whose first one is request-scoped get (RequestContextHost, data, ctx).
     const at = isRequestContextHost(args[0]) ? 1 : 0;
     unwrapEnvelope(args, at);
     return storage.getStore() === undefined
-      ? runInMessageContext(this, callback, args, at, host)
-      : storage.exit(() => runInMessageContext(this, callback, args, at, host));
+      ? runInMessageContext(this, callback, args, at, host, callAt)
+      : storage.exit(() => runInMessageContext(this, callback, args, at, host, callAt));
   } as Handler;
   // Nest chains several event handlers of one pattern through `next` on the registered function.
   Object.defineProperty(wrapped, 'next', {
@@ -141,12 +183,13 @@ function patchMethod<F>(target: Record<string, unknown>, key: string, wrap: (ori
  * `addHandler` that wraps the handler, bound to its app, when Nest is registering the handlers of an
  * app that imports `ContextMicroservicesModule`. Any other handler (of an app without the module,
  * or added by hand) is registered untouched: such an app behaves as if the library were not there.
+ * `callAtOf` (gRPC) tells from the pattern where the handler gets its call object.
  */
-function wrapAddHandler(original: AddHandler): AddHandler {
+function wrapAddHandler(original: AddHandler, callAtOf?: (pattern: unknown) => number): AddHandler {
   return function (this: Server, pattern, callback, ...rest) {
     const host = registering.host;
     if (host === undefined || typeof callback !== 'function') return original.call(this, pattern, callback, ...rest);
-    return original.call(this, pattern, wrapHandler(callback, host), ...rest);
+    return original.call(this, pattern, wrapHandler(callback, host, callAtOf?.(pattern)), ...rest);
   };
 }
 
@@ -170,13 +213,17 @@ function wrapRegisterPatternHandlers(original: RegisterPatternHandlers): Registe
  * Patches `ListenersController#registerPatternHandlers`, which tells which app's handlers Nest is
  * registering, and `Server#addHandler` (every transport, including custom ones extending `Server`)
  * and `ServerGrpc#addHandler`, so the handlers of apps that import `ContextMicroservicesModule`,
- * registered from now on, unwrap the fallback envelope and open their own app's context. Returns the
- * undo step, which puts Nest's methods back. @internal
+ * registered from now on, unwrap the fallback envelope and open their own app's context (gRPC calls
+ * also deliver their events in it). Returns the undo step, which puts Nest's methods back. @internal
  */
 export function patchServers(): () => void {
   const undo = [
-    patchMethod<AddHandler>(Server.prototype as unknown as Record<string, unknown>, 'addHandler', wrapAddHandler),
-    patchMethod<AddHandler>(ServerGrpc.prototype as unknown as Record<string, unknown>, 'addHandler', wrapAddHandler),
+    patchMethod<AddHandler>(Server.prototype as unknown as Record<string, unknown>, 'addHandler', (original) => wrapAddHandler(original)),
+    patchMethod<AddHandler>(
+      ServerGrpc.prototype as unknown as Record<string, unknown>,
+      'addHandler',
+      (original) => wrapAddHandler(original, grpcCallIndex),
+    ),
     patchMethod<RegisterPatternHandlers>(
       ListenersController.prototype as unknown as Record<string, unknown>,
       'registerPatternHandlers',

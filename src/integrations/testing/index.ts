@@ -10,9 +10,8 @@
 import { Injectable, Module, type DynamicModule, type Type } from '@nestjs/common';
 import { ContextModule } from '../../module/context.module.js';
 import { ContextHost } from '../../runtime/context-host.js';
-import { ContextRecord, runInRecord, type Carrier } from '../../record/context-record.js';
+import { runInRecord, type ContextRecord } from '../../record/context-record.js';
 import { ContextError } from '../../errors.js';
-import { readCorrelationId } from '../../propagation/correlation-id.js';
 import { ownCorrelationId } from '../../runtime/options.js';
 import type { RegisteredContext } from '../../access/current-context.js';
 import type { ContextSource } from '../../interfaces/context-init.interface.js';
@@ -72,7 +71,6 @@ export class ContextTester<T extends object = RegisteredContext> {
   /** The record `init` describes (the one `runWith` runs in). */
   private record(init: TestContextInit<T>): ContextRecord<T> {
     const o = this.host.options;
-    const headers = lowerCased(init.headers);
     const source = init.source ?? 'manual';
     if (init.correlationId !== undefined && !o.validate(init.correlationId)) {
       throw new ContextError(
@@ -80,21 +78,13 @@ export class ContextTester<T extends object = RegisteredContext> {
           `this app's validator. Pass an id that passes correlationId.validate, or leave it out to get one.`,
       );
     }
-    const id =
-      init.correlationId ??
-      ownCorrelationId(o, init.context) ??
-      (headers === undefined ? undefined : readCorrelationId(headers, o.requestHeaders, o.validate)) ??
-      this.host.generate(source, undefined, headers);
-    const given = init.context === undefined ? undefined : o.fill(init.context, id);
-    return new ContextRecord<T>(o, id, source, undefined, headers, headers, given);
+    const correlationId = init.correlationId ?? ownCorrelationId(o, init.context);
+    const { context, headers } = init;
+    // Headers a test gives are trusted: they stand for what the test means the caller to have sent.
+    return headers === undefined
+      ? this.host.create({ correlationId, context, source })
+      : this.host.continueFrom(headers, { correlationId, context, source, trusted: true });
   }
-}
-
-function lowerCased(headers: Readonly<Record<string, string>> | undefined): Carrier | undefined {
-  if (headers === undefined) return undefined;
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(headers)) out[name.toLowerCase()] = value;
-  return out;
 }
 
 /**

@@ -8,6 +8,7 @@ import { isObservable, lastValueFrom } from 'rxjs';
 import { ContextModule, ContextService } from '../../../src/index.js';
 import { ContextHost } from '../../../src/runtime/context-host.js';
 import type { ContextRecord } from '../../../src/record/context-record.js';
+import { outboundHeaders } from '../../../src/propagation/inject.js';
 import { contextProcessor, JOB_CONTEXT_OPTION } from '../../../src/integrations/bullmq/index.js';
 import { ENVELOPE_CARRIER, extractCarrier } from '../../../src/integrations/microservices/carrier.js';
 import { ContextMicroservicesModule } from '../../../src/integrations/microservices/index.js';
@@ -304,7 +305,7 @@ function expectReadable(record: ContextRecord): void {
   expect(record.trace.traceId).toMatch(/^[0-9a-f]{32}$/);
   expect(Array.isArray(record.baggage)).toBe(true);
   expect(record.context).toBeDefined();
-  expect(typeof record.outboundHeaders()).toBe('object');
+  expect(typeof outboundHeaders(record)).toBe('object');
 }
 
 // ---------------------------------------------------------------- the suite

@@ -1,0 +1,106 @@
+import type { ContextRecord } from '../record/context-record.js';
+import type { BaggageMember } from '../interfaces/trace-info.interface.js';
+import { formatBaggage } from './baggage.js';
+import { randomSpanId } from './ids.js';
+import { KNOWN_FLAGS } from './traceparent.js';
+import { formatTracestate } from './tracestate.js';
+import type { CarrierSetter } from './carrier.js';
+
+/**
+ * What one record sends on every outgoing call, worked out on its first call and reused: the
+ * `traceparent` around the per-call parent id, the `tracestate`, the baggage part that comes from
+ * inbound data. Only the parent id (and the declared fields' current values) change per call.
+ * @internal
+ */
+export interface OutboundParts {
+  /** `00-<trace-id>-` */
+  readonly prefix: string;
+  /** `-<flags>` */
+  readonly suffix: string;
+  /** The outgoing `tracestate`, or `''`. */
+  readonly tracestate: string;
+  /** Inbound members with a declared key (what a pass-through service forwards for the declared fields). */
+  readonly declaredInbound: readonly BaggageMember[];
+  /** Inbound members forwarded because `propagateInbound` is on (undeclared keys only). */
+  readonly otherInbound: readonly BaggageMember[];
+  /** The baggage header while the user's object does not exist: inbound members only. */
+  readonly inboundBaggage: string;
+}
+
+const NONE: readonly BaggageMember[] = Object.freeze([]);
+
+function partsOf(record: ContextRecord): OutboundParts {
+  const cached = record.outbound;
+  if (cached !== undefined) return cached;
+  const { trace: traceOptions, baggage: options } = record.config;
+  const trace = record.trace;
+  let declaredInbound = NONE;
+  let otherInbound = NONE;
+  if (options.fields.length > 0 || options.propagateInbound) {
+    const inbound = record.baggage;
+    if (inbound.length > 0) {
+      const keys = new Set(options.fields.map(([, key]) => key));
+      declaredInbound = keys.size === 0 ? NONE : inbound.filter((member) => keys.has(member.key));
+      otherInbound = options.propagateInbound ? inbound.filter((member) => !keys.has(member.key)) : NONE;
+    }
+  }
+  const inboundMembers = declaredInbound.length === 0 ? otherInbound : otherInbound.length === 0 ? declaredInbound : declaredInbound.concat(otherInbound);
+  const parts: OutboundParts = {
+    prefix: `00-${trace.traceId}-`,
+    suffix: `-0${(trace.flags & KNOWN_FLAGS).toString(16)}`,
+    tracestate: trace.tracestate.length === 0 ? '' : formatTracestate(trace.tracestate, traceOptions.maxTracestateLength),
+    declaredInbound,
+    otherInbound,
+    inboundBaggage: inboundMembers.length === 0 ? '' : formatBaggage(inboundMembers, options.limits),
+  };
+  record.outbound = parts;
+  return parts;
+}
+
+/**
+ * The outgoing `baggage` of one call: the declared fields — from the user's object once it exists
+ * (its current values), else as they came in (a pass-through service forwards them whatever
+ * `propagateInbound` says) — then, with `propagateInbound`, the other inbound members.
+ */
+function baggageOf(record: ContextRecord, parts: OutboundParts): string {
+  const fields = record.config.baggage.fields;
+  const context = fields.length === 0 ? undefined : record.contextIfCreated();
+  if (context === undefined) return parts.inboundBaggage;
+  const declared: BaggageMember[] = [];
+  const source = context as Record<string, unknown>;
+  for (const [field, key] of fields) {
+    const value = source[field];
+    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') declared.push({ key, value: String(value) });
+  }
+  if (declared.length === 0 && parts.otherInbound.length === 0) return '';
+  return formatBaggage(parts.otherInbound.length === 0 ? declared : declared.concat(parts.otherInbound), record.config.baggage.limits);
+}
+
+/**
+ * Writes what an outgoing call made now from `record` carries through `setter`: `traceparent`
+ * (same trace id, a fresh parent id per call), `tracestate`, `baggage` and the correlation id
+ * header. Every client and transport of the library writes through here. @internal
+ */
+export function injectRecord<C>(record: ContextRecord, carrier: C, setter: CarrierSetter<C>): void {
+  const parts = partsOf(record);
+  setter.set(carrier, 'traceparent', parts.prefix + randomSpanId() + parts.suffix);
+  if (parts.tracestate !== '') setter.set(carrier, 'tracestate', parts.tracestate);
+  const baggage = baggageOf(record, parts);
+  if (baggage !== '') setter.set(carrier, 'baggage', baggage);
+  const header = record.config.outboundHeader;
+  if (header !== undefined) setter.set(carrier, header, record.correlationId);
+}
+
+/** Writes into a fresh plain object (no checks: it starts empty). */
+const objectSetter: CarrierSetter<Record<string, string>> = {
+  set(carrier, name, value) {
+    carrier[name] = value;
+  },
+};
+
+/** The outgoing headers of one call made now from `record`, as a fresh object (see {@link injectRecord}). @internal */
+export function outboundHeaders(record: ContextRecord): Record<string, string> {
+  const headers: Record<string, string> = {};
+  injectRecord(record, headers, objectSetter);
+  return headers;
+}
