@@ -1,15 +1,20 @@
 import { Module } from '@nestjs/common';
+import { GraphQLModule } from '@nestjs/graphql';
+import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
 import { ContextModule } from 'nestjs-context';
+import { ContextGraphQLModule } from 'nestjs-context/graphql';
 import { ContextLoggerModule } from 'nestjs-context/logger';
 import { ContextHttpModule } from 'nestjs-context/nestjs-axios';
 import { AppController } from './app.controller.js';
 import { CheckoutController } from './checkout.controller.js';
 import { AuditService, GreetingService } from './greeting.service.js';
+import { GreetingResolver } from './greeting.resolver.js';
 import { BAGGAGE_FIELDS, MyContext } from './my-context.js';
 
 /**
  * The gateway: the seed example at `GET /`, and `GET /checkout/:item`, which calls the orders
- * service (`ORDERS_URL`, default http://127.0.0.1:3001) through a propagating `HttpService`.
+ * service (`ORDERS_URL`, default http://127.0.0.1:3001) through a propagating `HttpService`; and
+ * `POST /graphql` (Apollo), whose `hello` query answers like `GET /`.
  */
 @Module({
   imports: [
@@ -18,8 +23,10 @@ import { BAGGAGE_FIELDS, MyContext } from './my-context.js';
     ContextHttpModule.registerAsync({
       useFactory: () => ({ baseURL: process.env.ORDERS_URL ?? 'http://127.0.0.1:3001', timeout: 5000 }),
     }),
+    GraphQLModule.forRoot<ApolloDriverConfig>({ driver: ApolloDriver, autoSchemaFile: true, graphiql: false }),
+    ContextGraphQLModule.forRoot(),
   ],
   controllers: [AppController, CheckoutController],
-  providers: [GreetingService, AuditService],
+  providers: [GreetingService, AuditService, GreetingResolver],
 })
 export class AppModule {}

@@ -36,11 +36,12 @@ import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
 import { MercuriusDriver, type MercuriusDriverConfig } from '@nestjs/mercurius';
 import { APP_FILTER } from '@nestjs/core';
 import DataLoader from 'dataloader';
-import type { Observable } from 'rxjs';
+import { Observable } from 'rxjs';
 import type { IncomingMessage } from 'node:http';
 import { ContextModule, ContextService, Ctx, currentContext, getOutboundHeaders, type ContextModuleOptions } from 'nestjs-context';
 import { ContextGraphQLModule, type ContextGraphQLOptions } from 'nestjs-context/graphql';
 import { MyContext } from '../fixtures/app-context.js';
+import { storage } from '../../src/record/context-record.js';
 
 /** Resolves after `ms` milliseconds. */
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -180,6 +181,14 @@ class SeenPipe implements PipeTransform {
     return value;
   }
 }
+/** Runs the handler outside any context, as a library that loses the async chain would. */
+@Injectable()
+class LoseContextInterceptor implements NestInterceptor {
+  intercept(_ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
+    return new Observable((subscriber) => storage.exit(() => next.handle().subscribe(subscriber)));
+  }
+}
+
 /** Fills the context before the resolver runs; the filter reads it on the error path. */
 @Injectable()
 class FillGuard implements CanActivate {
@@ -228,6 +237,13 @@ export class OrderResolver {
     return ctx.seenBy;
   }
 
+  /** `@Ctx()` where the async chain was lost: it finds the HTTP request's context through `req`. */
+  @Query(() => String)
+  @UseInterceptors(LoseContextInterceptor)
+  lost(@Ctx() ctx: GqlContext): string {
+    return `${ctx.correlationId}/${String(storage.getStore() === undefined)}`;
+  }
+
   @Mutation(() => Boolean)
   publish(@Args('n', { type: () => Int }) n: number): boolean {
     this.bus.publish({ ticks: { n } });
@@ -270,6 +286,9 @@ export class CustomerResolver {
 /** What each subscription's `subscribe` saw, by label. */
 export const subscribedWith = new Map<string, { service: string; current: string; param: string; sameObject: boolean }>();
 
+/** The ids the subscription filter saw, by label. */
+export const filteredWith = new Map<string, Set<string>>();
+
 @Resolver(() => Tick)
 export class TickResolver {
   constructor(
@@ -291,10 +310,17 @@ export class TickSubscription {
     private readonly bus: Bus,
   ) {}
 
-  @Subscription(() => Tick)
+  @Subscription(() => Tick, {
+    // Runs for every event, inside the subscription's context: it records the id it saw.
+    filter: (_payload: unknown, variables: { label: string }) => {
+      filteredWith.get(variables.label)?.add(currentContext.correlationId as string);
+      return true;
+    },
+  })
   ticks(@Args('label', { type: () => String }) label: string, @Ctx() ctx: GqlContext): AsyncIterableIterator<unknown> {
     // Written at subscribe time; every event of this subscription must read it back.
     ctx.userId = label;
+    filteredWith.set(label, new Set());
     subscribedWith.set(label, {
       service: this.context.correlationId ?? 'none',
       current: currentContext.correlationId as string,
@@ -345,6 +371,7 @@ export function graphqlModule(
       SeenInterceptor,
       SeenPipe,
       FillGuard,
+      LoseContextInterceptor,
       { provide: APP_FILTER, useClass: ContextFilter },
       OrderResolver,
       CustomerResolver,
