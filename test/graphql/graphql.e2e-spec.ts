@@ -246,6 +246,11 @@ describe.each(cases)('GraphQL on %s', (_name, driver, makeAdapter, integrated) =
       expect(pd.service).not.toMatch(/^pub-/);
       expect(pd.traceId).not.toBe(TRACE_ID);
       expect(pc.traceId).not.toBe(TRACE_ID);
+      // Completing a subscription ends its iterator (through the wrapper, inside its context).
+      // Mercurius' filter is an async generator: its return() waits for the pending event, so
+      // one more is published.
+      await post(url, { query: 'mutation { publish(n: 51) }' });
+      await until(() => bus.subscribers === 0, 'the subscriptions to end');
     } finally {
       await Promise.all([s1.dispose(), s2.dispose(), s3.dispose()]);
     }

@@ -194,16 +194,17 @@ function iterateIn(result: unknown, record: ContextRecord): unknown {
     (iterator ??= storage.run(record, () => (source[Symbol.asyncIterator] as () => AsyncIterator<unknown>).call(source)));
   const wrapped: AsyncIterableIterator<unknown> = {
     next: (...args: [] | [unknown]) => storage.run(record, () => inner().next(...args)),
+    // Called as methods of the source iterator: an async generator's refuse any other receiver.
     return: (value?: unknown) => {
       const it = inner();
-      return typeof it.return === 'function'
-        ? storage.run(record, () => (it.return as (v?: unknown) => Promise<IteratorResult<unknown>>)(value))
-        : Promise.resolve({ done: true, value });
+      const end = it.return;
+      return typeof end === 'function' ? storage.run(record, () => end.call(it, value)) : Promise.resolve({ done: true, value });
     },
     throw: (error?: unknown) => {
       const it = inner();
-      return typeof it.throw === 'function'
-        ? storage.run(record, () => (it.throw as (e?: unknown) => Promise<IteratorResult<unknown>>)(error))
+      const fail = it.throw;
+      return typeof fail === 'function'
+        ? storage.run(record, () => fail.call(it, error))
         : Promise.reject(error instanceof Error ? error : new Error(String(error)));
     },
     [Symbol.asyncIterator]() {
