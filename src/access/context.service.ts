@@ -4,6 +4,7 @@ import { ContextHost, reportFailure } from '../runtime/context-host.js';
 import { storage } from '../record/context-record.js';
 import type { RegisteredContext } from './current-context.js';
 import type { BaggageMember, TraceInfo } from '../interfaces/trace-info.interface.js';
+import { markInternal } from '../runtime/internal.js';
 
 /** Options of {@link ContextService.run}. */
 export interface ContextRunOptions<T> {
@@ -118,3 +119,6 @@ export class ContextService<T extends object = RegisteredContext> {
     return storage.run(record, fn);
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextService);

@@ -21,6 +21,7 @@ import type {
   ContextModuleOptions,
   ContextModuleStaticOptions,
 } from '../interfaces/context-module-options.interface.js';
+import { markInternal } from '../runtime/internal.js';
 
 /**
  * Gives every request a context object of your class, reachable through `@Ctx()`, `ContextService`,
@@ -148,3 +149,6 @@ export class ContextModule implements NestModule, OnModuleInit, OnApplicationBoo
     }
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextModule);

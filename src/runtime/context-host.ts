@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, Logger, Optional, type ExecutionContext, type Type } from '@nestjs/common';
-import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS, RECORD_KEY } from '../constants.js';
+import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS, MINTED_ID_KEY, RECORD_KEY } from '../constants.js';
 import { resolveOptions, type ResolvedContextOptions } from './options.js';
 import { ContextRecord, isContextRecord, recordOfRequest, storage, type Carrier } from '../record/context-record.js';
 import type { Trust } from './options.js';
@@ -11,6 +11,7 @@ import { ContextCallbackError } from '../errors.js';
 import { linkOptions } from './apps.js';
 import { describeError } from './options.js';
 import type { HttpEnter } from '../entry/http-entry.js';
+import { markInternal } from './internal.js';
 
 /** A request object as the adapters hand it out: Node's own, or Fastify's wrapper with `.raw`. */
 type AnyRequest = IncomingMessage & { [RECORD_KEY]?: ContextRecord; raw?: IncomingMessage & { [RECORD_KEY]?: ContextRecord } };
@@ -153,7 +154,7 @@ export class ContextHost<T extends object = object> {
     if (record !== undefined && record.config !== this.options) record = undefined;
     if (record === undefined) {
       const carrier = this.extract(type, data, transport);
-      record = carrier === undefined ? this.create({ source: type }) : this.fromCarrier(carrier, type);
+      record = carrier === undefined ? this.create({ source: type, correlationId: this.mintedFor(anchor) }) : this.fromCarrier(carrier, type, undefined, anchor);
     }
     if (anchor !== undefined) {
       try {
@@ -189,11 +190,13 @@ export class ContextHost<T extends object = object> {
   /**
    * Creates a record from inbound propagation headers (HTTP headers or message metadata), honouring
    * the trust policy for each kind; the trust predicates receive `request` (HTTP only; without a
-   * request a predicate policy trusts nothing).
+   * request a predicate policy trusts nothing). Without an accepted inbound id, the id an
+   * instrumentation minted for this request (on `request`, or on `anchor` for a message; see
+   * `MINTED_ID_KEY`) is adopted, else one is generated.
    */
-  fromCarrier(carrier: Carrier, source: ContextSource, request?: IncomingMessage): ContextRecord<T> {
+  fromCarrier(carrier: Carrier, source: ContextSource, request?: IncomingMessage, anchor: object | undefined = request): ContextRecord<T> {
     try {
-      return this.readCarrier(carrier, source, request);
+      return this.readCarrier(carrier, source, request, anchor);
     } catch (error) {
       return this.failed(source, request, error);
     }
@@ -217,17 +220,17 @@ export class ContextHost<T extends object = object> {
     }
   }
 
-  private readCarrier(carrier: Carrier, source: ContextSource, request?: IncomingMessage): ContextRecord<T> {
+  private readCarrier(carrier: Carrier, source: ContextSource, request: IncomingMessage | undefined, anchor: object | undefined): ContextRecord<T> {
     const o = this.options;
     if (o.trustsAll) {
       const id = readCorrelationId(carrier, o.requestHeaders, o.validate);
-      return new ContextRecord<T>(o, id ?? o.generate(), source, request, carrier, carrier);
+      return new ContextRecord<T>(o, id ?? this.mintedFor(anchor) ?? o.generate(), source, request, carrier, carrier);
     }
     const cache = new TrustCache(request);
     const id = cache.allows(o.trustCorrelationId) ? readCorrelationId(carrier, o.requestHeaders, o.validate) : undefined;
     return new ContextRecord<T>(
       o,
-      id ?? o.generate(),
+      id ?? this.mintedFor(anchor) ?? o.generate(),
       source,
       request,
       cache.allows(o.trustTrace) ? carrier : undefined,
@@ -253,6 +256,21 @@ export class ContextHost<T extends object = object> {
     const id = options.correlationId ?? this.generate();
     const given = options.context === undefined ? undefined : this.options.fill(options.context, id);
     return new ContextRecord<T>(this.options, id, options.source ?? 'manual', undefined, undefined, undefined, given);
+  }
+
+  /**
+   * The id an instrumentation that saw this request or message first minted for it (see
+   * `MINTED_ID_KEY`), when it passes the app's `validate`; `undefined` otherwise (no anchor, no id,
+   * an id the app refuses, or a validator that throws — then the app generates one as usual).
+   */
+  private mintedFor(anchor: object | undefined): string | undefined {
+    if (anchor === undefined) return undefined;
+    try {
+      const id = (anchor as { [MINTED_ID_KEY]?: unknown })[MINTED_ID_KEY];
+      return typeof id === 'string' && this.options.validate(id) ? id : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** A fresh correlation id from the app's generator; the default one (reported) when that fails. */
@@ -325,3 +343,6 @@ class TrustCache {
     return this.lastResult;
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextHost);

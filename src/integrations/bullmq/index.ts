@@ -19,6 +19,7 @@ import { ContextHost } from '../../runtime/context-host.js';
 import { isContextRecord, runInRecord, storage, type ContextRecord } from '../../record/context-record.js';
 import { AppBindings, MethodExplorer, type AnyMethod, type AppBinding, type WrapperMaker } from '../../runtime/method-explorer.js';
 import { hostOrThrow, resolveHost } from '../../runtime/apps.js';
+import { markInternal } from '../../runtime/internal.js';
 
 /**
  * The job option under which the producer's context travels with a job (in `job.opts`, never in
@@ -391,3 +392,6 @@ export class ContextBullModule {
     };
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextBullExplorer, ContextBullModule);
