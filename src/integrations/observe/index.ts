@@ -36,10 +36,7 @@ const INBOUND_HEADERS = ['x-request-id', 'x-correlation-id'] as const;
  * UUIDv7 instead.
  *
  * @example
- * // observe.ts
- * import { createObserveModule } from '@nestjs/observe';
- * import { contextObserveOptions } from 'nestjs-context/observe';
- *
+ * // observe.ts (createObserveModule of @nestjs/observe)
  * export const { ObserveModule, ObserveInstrument } = createObserveModule(contextObserveOptions());
  */
 export function contextObserveOptions(options: CreateObserveModuleOptions = {}): CreateObserveModuleOptions {
