@@ -90,6 +90,8 @@ export function formatTextFields(fields: LogFields): string {
  */
 export class ContextLogger extends ConsoleLogger {
   private readonly fieldReader: LogFieldReader;
+  /** Key of the correlation id on lines (`false`: not logged). */
+  private readonly correlationIdKey: string | false;
 
   /** A logger without a context name and with `ConsoleLogger`'s defaults; logs no context fields. */
   constructor();
@@ -106,9 +108,6 @@ export class ContextLogger extends ConsoleLogger {
     const keys = own?.keys;
     this.correlationIdKey = keys?.correlationId === undefined ? 'correlationId' : keys.correlationId;
   }
-
-  /** Key of the correlation id on lines (`false`: not logged). */
-  private readonly correlationIdKey: string | false;
 
   /**
    * The fields a line written here and now gets (`undefined` outside any context). With
