@@ -2,6 +2,7 @@ import { Injectable, type Type } from '@nestjs/common';
 import { ContextError, ContextNotActiveError } from '../errors.js';
 import { ContextHost, reportFailure } from '../runtime/context-host.js';
 import { storage } from '../record/context-record.js';
+import { otherAppError } from './context-proxy.js';
 import type { RegisteredContext } from './current-context.js';
 import type { BaggageMember, TraceInfo } from '../interfaces/trace-info.interface.js';
 
@@ -73,12 +74,12 @@ export class ContextService<T extends object = RegisteredContext> {
   }
 
   private otherApp(found: Type<object>): ContextError {
-    const mine = this.host.contextClass.name || 'anonymous class';
-    return new ContextError(
-      `ContextService.get(): the active context is a ${found.name || 'anonymous class'} made by another app in this process, ` +
-        `and this ContextService belongs to the app whose context class is ${mine}. A service of one app was called ` +
-        `inside a request of another: read the context through the ContextService of the app that handles the request, ` +
-        `or open one of this app with contextService.run(() => ...).`,
+    return otherAppError(
+      'ContextService.get()',
+      'this ContextService',
+      found,
+      this.host.contextClass,
+      'read the context through the ContextService of the app that handles the request, or open one of this app with contextService.run(() => ...).',
     );
   }
 
