@@ -1,0 +1,196 @@
+import 'reflect-metadata';
+import { Controller, Get, Module, Req, type INestApplication } from '@nestjs/common';
+import type { IncomingMessage } from 'node:http';
+import { request as rawRequest } from 'node:http';
+import { SpanKind } from '@opentelemetry/api';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
+import { ContextModule, ContextService, type ContextInit } from '../../src/index.js';
+import { createLogFields } from '../../src/integrations/logger/index.js';
+import { propagateGlobalFetch } from '../../src/integrations/fetch/index.js';
+import { ContextOpenTelemetryModule } from '../../src/integrations/opentelemetry/index.js';
+import { bootApp, platforms } from '../utils/platforms.js';
+import { OUTSIDE, startOtel, type OtelSdk } from './otel-sdk.js';
+
+class ChainContext {
+  correlationId: string;
+  tenant?: string;
+  constructor({ correlationId }: ContextInit) {
+    this.correlationId = correlationId;
+  }
+}
+
+/** One log line as the library's log fields give it, with the service that wrote it. */
+type Line = { service: string; correlationId?: unknown; traceId?: unknown; spanId?: unknown };
+const lines: Line[] = [];
+const fields = createLogFields();
+function log(service: string): void {
+  lines.push({ service, ...fields.current() });
+}
+
+/** Every value of `name` among a request's raw headers (so a repeated header shows twice). */
+function rawValues(req: IncomingMessage, name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]?.toLowerCase() === name) out.push(req.rawHeaders[i + 1] as string);
+  return out;
+}
+
+interface Seen {
+  traceparent: string[];
+  tracestate: string[];
+  baggage: string[];
+  requestId: string[];
+  correlationId: string;
+  traceId: string;
+  spanId: string;
+  tenant: string | undefined;
+}
+
+@Controller()
+class EchoController {
+  constructor(private readonly context: ContextService<ChainContext>) {}
+  @Get('echo')
+  echo(@Req() req: IncomingMessage): Seen {
+    log('b');
+    const raw = (req as { raw?: IncomingMessage }).raw ?? req;
+    return {
+      traceparent: rawValues(raw, 'traceparent'),
+      tracestate: rawValues(raw, 'tracestate'),
+      baggage: rawValues(raw, 'baggage'),
+      requestId: rawValues(raw, 'x-request-id'),
+      correlationId: this.context.correlationId ?? '',
+      traceId: this.context.trace!.traceId,
+      spanId: this.context.trace!.spanId,
+      tenant: this.context.get().tenant,
+    };
+  }
+}
+
+const target = { url: '' };
+
+@Controller()
+class GatewayController {
+  constructor(private readonly context: ContextService<ChainContext>) {}
+  @Get('via')
+  async via(): Promise<{ a: { correlationId: string; traceId: string; spanId: string; parentId?: string }; b: Seen }> {
+    this.context.get().tenant = 'acme';
+    log('a');
+    const b = (await (await fetch(`${target.url}/echo`)).json()) as Seen;
+    log('a');
+    const { traceId, spanId, parentId } = this.context.trace!;
+    return { a: { correlationId: this.context.correlationId ?? '', traceId, spanId, parentId }, b };
+  }
+}
+
+function modules(withOtel: boolean) {
+  const otel = withOtel ? [ContextOpenTelemetryModule.forRoot()] : [];
+  @Module({ imports: [ContextModule.forRoot(ChainContext, { baggage: { fields: ['tenant'] } }), ...otel], controllers: [EchoController] })
+  class EchoModule {}
+  @Module({ imports: [ContextModule.forRoot(ChainContext, { baggage: { fields: ['tenant'] } }), ...otel], controllers: [GatewayController] })
+  class GatewayModule {}
+  return { EchoModule, GatewayModule };
+}
+
+/** A call from outside (not instrumented by OTel): raw node:http, so the test controls every header. */
+function callFromOutside(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = rawRequest(url, { headers: { ...headers, [OUTSIDE]: '1' } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+const INBOUND_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const INBOUND_PARENT = '00f067aa0ba902b7';
+type Result = { a: { correlationId: string; traceId: string; spanId: string; parentId?: string }; b: Seen };
+
+describe.each(platforms)('OpenTelemetry SDK + nestjs-context, two chained services through fetch (%s)', (_name, makeAdapter) => {
+  let otel: OtelSdk;
+  let gateway: INestApplication;
+  let echo: INestApplication;
+  let gatewayUrl: string;
+  let undoFetch: () => void;
+
+  beforeAll(async () => {
+    otel = startOtel();
+    undoFetch = propagateGlobalFetch();
+    const { EchoModule, GatewayModule } = modules(true);
+    echo = await bootApp(EchoModule, makeAdapter);
+    await echo.listen(0, '127.0.0.1');
+    target.url = (await echo.getUrl()).replace('[::1]', '127.0.0.1');
+    gateway = await bootApp(GatewayModule, makeAdapter);
+    await gateway.listen(0, '127.0.0.1');
+    gatewayUrl = (await gateway.getUrl()).replace('[::1]', '127.0.0.1');
+  });
+  afterAll(async () => {
+    undoFetch();
+    await gateway.close();
+    await echo.close();
+    await otel.shutdown();
+  });
+  beforeEach(() => {
+    lines.length = 0;
+    otel.exporter.reset();
+  });
+
+  async function chained(headers: Record<string, string> = {}): Promise<{ result: Result; spans: ReadableSpan[] }> {
+    const res = await callFromOutside(`${gatewayUrl}/via`, headers);
+    expect(res.status).toBe(200);
+    const result = JSON.parse(res.body) as Result;
+    // Both server spans and the fetch's client span end around the response: wait for the three.
+    const spans = await otel.until((s) => s.filter((span) => span.spanContext().traceId === result.a.traceId).length >= 3);
+    return { result, spans };
+  }
+
+  function checkOneTrace({ result, spans }: { result: Result; spans: ReadableSpan[] }): void {
+    const traceId = result.a.traceId;
+    const ids = new Set(spans.map((s) => s.spanContext().spanId));
+    // every exported span, every log line and both records are one trace
+    expect(spans.length).toBeGreaterThanOrEqual(3);
+    for (const span of spans) expect(span.spanContext().traceId).toBe(traceId);
+    expect(lines.map((l) => l.service)).toEqual(['a', 'b', 'a']);
+    for (const line of lines) {
+      expect(line.traceId).toBe(traceId);
+      expect(ids.has(line.spanId as string)).toBe(true); // log span ids are ids of exported spans
+      expect(line.correlationId).toBe(result.a.correlationId);
+    }
+    // the records adopted the server spans: nothing minted of their own
+    const servers = spans.filter((s) => s.kind === SpanKind.SERVER);
+    const clients = spans.filter((s) => s.kind === SpanKind.CLIENT);
+    expect(servers).toHaveLength(2);
+    expect(clients).toHaveLength(1);
+    const client = clients[0] as ReadableSpan;
+    const [bServer] = servers.filter((s) => s.parentSpanContext?.spanId === client.spanContext().spanId);
+    const aServer = servers.find((s) => s !== bServer) as ReadableSpan;
+    expect(result.a.spanId).toBe(aServer.spanContext().spanId);
+    expect(result.b.spanId).toBe(bServer?.spanContext().spanId);
+    expect(result.b.traceId).toBe(traceId);
+    expect(client.parentSpanContext?.spanId).toBe(aServer.spanContext().spanId);
+    // on the wire: exactly one traceparent (OTel's, naming the client span), one baggage, one id
+    expect(result.b.traceparent).toEqual([`00-${traceId}-${client.spanContext().spanId}-01`]);
+    expect(result.b.baggage).toEqual(['tenant=acme']);
+    expect(result.b.requestId).toEqual([result.a.correlationId]);
+    // declared baggage arrives, the correlation id survives
+    expect(result.b.tenant).toBe('acme');
+    expect(result.b.correlationId).toBe(result.a.correlationId);
+  }
+
+  it('inbound without traceparent: one trace from OTel, no second one from the library', async () => {
+    const run = await chained();
+    checkOneTrace(run);
+    expect(run.result.a.parentId).toBeUndefined();
+  });
+
+  it('inbound with traceparent: the inbound trace continues through both services', async () => {
+    const run = await chained({ traceparent: `00-${INBOUND_TRACE}-${INBOUND_PARENT}-01`, 'x-request-id': 'req-from-outside' });
+    checkOneTrace(run);
+    expect(run.result.a.traceId).toBe(INBOUND_TRACE);
+    expect(run.result.a.parentId).toBe(INBOUND_PARENT);
+    expect(run.result.a.correlationId).toBe('req-from-outside');
+    expect(run.result.b.correlationId).toBe('req-from-outside');
+  });
+});
