@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { Controller, Get, Module, Req, type INestApplication } from '@nestjs/common';
 import type { IncomingMessage } from 'node:http';
 import { request as rawRequest } from 'node:http';
-import { SpanKind } from '@opentelemetry/api';
+import { SpanKind, trace } from '@opentelemetry/api';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { ContextModule, ContextService, type ContextInit } from '../../src/index.js';
 import { createLogFields } from '../../src/integrations/logger/index.js';
@@ -75,7 +75,11 @@ class GatewayController {
     this.context.get().tenant = 'acme';
     log('a');
     const b = (await (await fetch(`${target.url}/echo`)).json()) as Seen;
-    log('a');
+    // a line written inside a span of the app's own (a database call, say) shows that span
+    trace.getTracer('test').startActiveSpan('work', (span) => {
+      log('a');
+      span.end();
+    });
     const { traceId, spanId, parentId } = this.context.trace!;
     return { a: { correlationId: this.context.correlationId ?? '', traceId, spanId, parentId }, b };
   }
@@ -141,8 +145,8 @@ describe.each(platforms)('OpenTelemetry SDK + nestjs-context, two chained servic
     const res = await callFromOutside(`${gatewayUrl}/via`, headers);
     expect(res.status).toBe(200);
     const result = JSON.parse(res.body) as Result;
-    // Both server spans and the fetch's client span end around the response: wait for the three.
-    const spans = await otel.until((s) => s.filter((span) => span.spanContext().traceId === result.a.traceId).length >= 3);
+    // Both server spans, the fetch's client span and the app's own span end around the response: wait for the four.
+    const spans = await otel.until((s) => s.filter((span) => span.spanContext().traceId === result.a.traceId).length >= 4);
     return { result, spans };
   }
 
@@ -150,7 +154,7 @@ describe.each(platforms)('OpenTelemetry SDK + nestjs-context, two chained servic
     const traceId = result.a.traceId;
     const ids = new Set(spans.map((s) => s.spanContext().spanId));
     // every exported span, every log line and both records are one trace
-    expect(spans.length).toBeGreaterThanOrEqual(3);
+    expect(spans).toHaveLength(4);
     for (const span of spans) expect(span.spanContext().traceId).toBe(traceId);
     expect(lines.map((l) => l.service)).toEqual(['a', 'b', 'a']);
     for (const line of lines) {
@@ -170,6 +174,9 @@ describe.each(platforms)('OpenTelemetry SDK + nestjs-context, two chained servic
     expect(result.b.spanId).toBe(bServer?.spanContext().spanId);
     expect(result.b.traceId).toBe(traceId);
     expect(client.parentSpanContext?.spanId).toBe(aServer.spanContext().spanId);
+    // log lines: A's first in its server span, B's in B's server span, A's last in its own 'work' span
+    const work = spans.find((s) => s.name === 'work') as ReadableSpan;
+    expect(lines.map((l) => l.spanId)).toEqual([aServer.spanContext().spanId, bServer?.spanContext().spanId, work.spanContext().spanId]);
     // on the wire: exactly one traceparent (OTel's, naming the client span), one baggage, one id
     expect(result.b.traceparent).toEqual([`00-${traceId}-${client.spanContext().spanId}-01`]);
     expect(result.b.baggage).toEqual(['tenant=acme']);
@@ -192,5 +199,100 @@ describe.each(platforms)('OpenTelemetry SDK + nestjs-context, two chained servic
     expect(run.result.a.parentId).toBe(INBOUND_PARENT);
     expect(run.result.a.correlationId).toBe('req-from-outside');
     expect(run.result.b.correlationId).toBe('req-from-outside');
+  });
+});
+
+describe.each(platforms)('ContextOpenTelemetryModule without an OpenTelemetry SDK: exactly the library\'s own W3C handling (%s)', (_name, makeAdapter) => {
+  let gateway: INestApplication;
+  let echo: INestApplication;
+  let gatewayUrl: string;
+  let undoFetch: () => void;
+
+  beforeAll(async () => {
+    undoFetch = propagateGlobalFetch();
+    const { EchoModule, GatewayModule } = modules(true);
+    echo = await bootApp(EchoModule, makeAdapter);
+    await echo.listen(0, '127.0.0.1');
+    target.url = (await echo.getUrl()).replace('[::1]', '127.0.0.1');
+    gateway = await bootApp(GatewayModule, makeAdapter);
+    await gateway.listen(0, '127.0.0.1');
+    gatewayUrl = (await gateway.getUrl()).replace('[::1]', '127.0.0.1');
+  });
+  afterAll(async () => {
+    undoFetch();
+    await gateway.close();
+    await echo.close();
+  });
+  beforeEach(() => {
+    lines.length = 0;
+  });
+
+  it.each([
+    ['without traceparent', {}],
+    ['with traceparent', { traceparent: `00-${INBOUND_TRACE}-${INBOUND_PARENT}-01` }],
+  ])('%s: the records own the trace and the library writes every header, once', async (_case, headers: Record<string, string>) => {
+    const res = await callFromOutside(`${gatewayUrl}/via`, headers);
+    expect(res.status).toBe(200);
+    const { a, b } = JSON.parse(res.body) as Result;
+    if (headers.traceparent !== undefined) {
+      expect(a.traceId).toBe(INBOUND_TRACE);
+      expect(a.parentId).toBe(INBOUND_PARENT);
+    }
+    expect(b.traceparent).toHaveLength(1);
+    const [, traceId, parentId] = (b.traceparent[0] as string).split('-');
+    expect(traceId).toBe(a.traceId);
+    expect(parentId).not.toBe(a.spanId); // a fresh parent id per call, as without the module
+    expect(b.traceId).toBe(a.traceId);
+    expect(b.baggage).toEqual(['tenant=acme']);
+    expect(b.requestId).toEqual([a.correlationId]);
+    expect(b.tenant).toBe('acme');
+    // log lines carry the records' own ids
+    expect(lines.map((l) => [l.service, l.traceId, l.spanId])).toEqual([
+      ['a', a.traceId, a.spanId],
+      ['b', a.traceId, b.spanId],
+      ['a', a.traceId, a.spanId],
+    ]);
+  });
+});
+
+describe('ContextOpenTelemetryModule.forRoot({ logTraceIds: false }): OTel\'s log instrumentation owns the ids', () => {
+  let otel: OtelSdk;
+  let gateway: INestApplication;
+  let echo: INestApplication;
+  let gatewayUrl: string;
+  let undoFetch: () => void;
+
+  beforeAll(async () => {
+    otel = startOtel();
+    undoFetch = propagateGlobalFetch();
+    const otelModule = ContextOpenTelemetryModule.forRoot({ logTraceIds: false, correlationIdAttribute: 'correlation_id' });
+    @Module({ imports: [ContextModule.forRoot(ChainContext, { baggage: { fields: ['tenant'] } }), otelModule], controllers: [EchoController] })
+    class EchoModule {}
+    @Module({ imports: [ContextModule.forRoot(ChainContext, { baggage: { fields: ['tenant'] } }), otelModule], controllers: [GatewayController] })
+    class GatewayModule {}
+    echo = await bootApp(EchoModule, platforms[0][1]);
+    await echo.listen(0, '127.0.0.1');
+    target.url = (await echo.getUrl()).replace('[::1]', '127.0.0.1');
+    gateway = await bootApp(GatewayModule, platforms[0][1]);
+    await gateway.listen(0, '127.0.0.1');
+    gatewayUrl = (await gateway.getUrl()).replace('[::1]', '127.0.0.1');
+  });
+  afterAll(async () => {
+    undoFetch();
+    await gateway.close();
+    await echo.close();
+    await otel.shutdown();
+  });
+
+  it('log fields keep the correlation id and leave the trace ids out; the entry spans carry the correlation id', async () => {
+    lines.length = 0;
+    const res = await callFromOutside(`${gatewayUrl}/via`);
+    expect(res.status).toBe(200);
+    const { a } = JSON.parse(res.body) as Result;
+    expect(lines).toHaveLength(3);
+    for (const line of lines) expect(line).toEqual({ service: line.service, correlationId: a.correlationId });
+    const spans = await otel.until((s) => s.filter((span) => span.kind === SpanKind.SERVER).length >= 2);
+    const servers = spans.filter((span) => span.kind === SpanKind.SERVER);
+    expect(servers.map((span) => span.attributes.correlation_id)).toEqual([a.correlationId, a.correlationId]);
   });
 });
