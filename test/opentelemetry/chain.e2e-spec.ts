@@ -1,5 +1,6 @@
 import 'reflect-metadata';
-import { Controller, Get, Module, Req, type INestApplication } from '@nestjs/common';
+import { Controller, Get, Module, Param, Req, type INestApplication } from '@nestjs/common';
+import axios from 'axios';
 import type { IncomingMessage } from 'node:http';
 import { request as rawRequest } from 'node:http';
 import { SpanKind, trace } from '@opentelemetry/api';
@@ -7,6 +8,7 @@ import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { ContextModule, ContextService, type ContextInit } from '../../src/index.js';
 import { createLogFields } from '../../src/integrations/logger/index.js';
 import { propagateGlobalFetch } from '../../src/integrations/fetch/index.js';
+import { propagateContext } from '../../src/integrations/axios/index.js';
 import { ContextOpenTelemetryModule } from '../../src/integrations/opentelemetry/index.js';
 import { bootApp, platforms } from '../utils/platforms.js';
 import { OUTSIDE, startOtel, type OtelSdk } from './otel-sdk.js';
@@ -66,15 +68,16 @@ class EchoController {
 }
 
 const target = { url: '' };
+const axiosClient = propagateContext(axios.create());
 
 @Controller()
 class GatewayController {
   constructor(private readonly context: ContextService<ChainContext>) {}
-  @Get('via')
-  async via(): Promise<{ a: { correlationId: string; traceId: string; spanId: string; parentId?: string }; b: Seen }> {
+  @Get('via/:client')
+  async via(@Param('client') client: string): Promise<{ a: { correlationId: string; traceId: string; spanId: string; parentId?: string }; b: Seen }> {
     this.context.get().tenant = 'acme';
     log('a');
-    const b = (await (await fetch(`${target.url}/echo`)).json()) as Seen;
+    const b = client === 'axios' ? (await axiosClient.get<Seen>(`${target.url}/echo`)).data : ((await (await fetch(`${target.url}/echo`)).json()) as Seen);
     // a line written inside a span of the app's own (a database call, say) shows that span
     trace.getTracer('test').startActiveSpan('work', (span) => {
       log('a');
@@ -112,7 +115,7 @@ const INBOUND_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const INBOUND_PARENT = '00f067aa0ba902b7';
 type Result = { a: { correlationId: string; traceId: string; spanId: string; parentId?: string }; b: Seen };
 
-describe.each(platforms)('OpenTelemetry SDK + nestjs-context, two chained services through fetch (%s)', (_name, makeAdapter) => {
+describe.each(platforms)('OpenTelemetry SDK + nestjs-context, two chained services through fetch and axios (%s)', (_name, makeAdapter) => {
   let otel: OtelSdk;
   let gateway: INestApplication;
   let echo: INestApplication;
@@ -141,8 +144,8 @@ describe.each(platforms)('OpenTelemetry SDK + nestjs-context, two chained servic
     otel.exporter.reset();
   });
 
-  async function chained(headers: Record<string, string> = {}): Promise<{ result: Result; spans: ReadableSpan[] }> {
-    const res = await callFromOutside(`${gatewayUrl}/via`, headers);
+  async function chained(client: string, headers: Record<string, string> = {}): Promise<{ result: Result; spans: ReadableSpan[] }> {
+    const res = await callFromOutside(`${gatewayUrl}/via/${client}`, headers);
     expect(res.status).toBe(200);
     const result = JSON.parse(res.body) as Result;
     // Both server spans, the fetch's client span and the app's own span end around the response: wait for the four.
@@ -186,14 +189,14 @@ describe.each(platforms)('OpenTelemetry SDK + nestjs-context, two chained servic
     expect(result.b.correlationId).toBe(result.a.correlationId);
   }
 
-  it('inbound without traceparent: one trace from OTel, no second one from the library', async () => {
-    const run = await chained();
+  it.each(['fetch', 'axios'])('through %s, inbound without traceparent: one trace from OTel, no second one from the library', async (client) => {
+    const run = await chained(client);
     checkOneTrace(run);
     expect(run.result.a.parentId).toBeUndefined();
   });
 
-  it('inbound with traceparent: the inbound trace continues through both services', async () => {
-    const run = await chained({ traceparent: `00-${INBOUND_TRACE}-${INBOUND_PARENT}-01`, 'x-request-id': 'req-from-outside' });
+  it.each(['fetch', 'axios'])('through %s, inbound with traceparent: the inbound trace continues through both services', async (client) => {
+    const run = await chained(client, { traceparent: `00-${INBOUND_TRACE}-${INBOUND_PARENT}-01`, 'x-request-id': 'req-from-outside' });
     checkOneTrace(run);
     expect(run.result.a.traceId).toBe(INBOUND_TRACE);
     expect(run.result.a.parentId).toBe(INBOUND_PARENT);
@@ -231,7 +234,7 @@ describe.each(platforms)('ContextOpenTelemetryModule without an OpenTelemetry SD
     ['without traceparent', {}],
     ['with traceparent', { traceparent: `00-${INBOUND_TRACE}-${INBOUND_PARENT}-01` }],
   ])('%s: the records own the trace and the library writes every header, once', async (_case, headers: Record<string, string>) => {
-    const res = await callFromOutside(`${gatewayUrl}/via`, headers);
+    const res = await callFromOutside(`${gatewayUrl}/via/fetch`, headers);
     expect(res.status).toBe(200);
     const { a, b } = JSON.parse(res.body) as Result;
     if (headers.traceparent !== undefined) {
@@ -286,7 +289,7 @@ describe('ContextOpenTelemetryModule.forRoot({ logTraceIds: false }): OTel\'s lo
 
   it('log fields keep the correlation id and leave the trace ids out; the entry spans carry the correlation id', async () => {
     lines.length = 0;
-    const res = await callFromOutside(`${gatewayUrl}/via`);
+    const res = await callFromOutside(`${gatewayUrl}/via/fetch`);
     expect(res.status).toBe(200);
     const { a } = JSON.parse(res.body) as Result;
     expect(lines).toHaveLength(3);
