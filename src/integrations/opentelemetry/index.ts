@@ -224,11 +224,14 @@ const NO_TRACESTATE: TraceInfo['tracestate'] = Object.freeze([]);
 /** The record's trace adopted from an OTel span: its ids, flags and tracestate; the parent from the SDK's span when it tells. */
 function traceInfoOf(span: Span): TraceInfo {
   const sc = span.spanContext();
-  let parent: SpanContext | undefined;
+  let parent: Pick<SpanContext, 'spanId' | 'isRemote'> | undefined;
   try {
-    // The SDK's spans (2.x and 3.x) expose their parent's span context; the API does not promise it.
-    const candidate = (span as { parentSpanContext?: unknown }).parentSpanContext;
+    // The SDK's spans expose their parent (2.x and 3.x: its span context; 1.x: its span id only);
+    // the API does not promise either.
+    const sdkSpan = span as { parentSpanContext?: unknown; parentSpanId?: unknown };
+    const candidate = sdkSpan.parentSpanContext;
     if (candidate !== null && typeof candidate === 'object' && isSpanContextValid(candidate as SpanContext)) parent = candidate as SpanContext;
+    else if (typeof sdkSpan.parentSpanId === 'string' && /^[0-9a-f]{16}$/.test(sdkSpan.parentSpanId)) parent = { spanId: sdkSpan.parentSpanId };
   } catch {
     parent = undefined;
   }
