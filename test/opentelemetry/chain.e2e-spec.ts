@@ -11,7 +11,7 @@ import { propagateGlobalFetch } from '../../src/integrations/fetch/index.js';
 import { propagateContext } from '../../src/integrations/axios/index.js';
 import { ContextOpenTelemetryModule } from '../../src/integrations/opentelemetry/index.js';
 import { bootApp, platforms } from '../utils/platforms.js';
-import { OUTSIDE, startOtel, type OtelSdk } from './otel-sdk.js';
+import { OUTSIDE, startOtel, startOtlpReceiver, type OtelSdk, type OtlpReceiver, type OtlpSpan } from './otel-sdk.js';
 
 class ChainContext {
   correlationId: string;
@@ -117,13 +117,15 @@ type Result = { a: { correlationId: string; traceId: string; spanId: string; par
 
 describe.each(platforms)('OpenTelemetry SDK + nestjs-context, two chained services through fetch and axios (%s)', (_name, makeAdapter) => {
   let otel: OtelSdk;
+  let otlp: OtlpReceiver;
   let gateway: INestApplication;
   let echo: INestApplication;
   let gatewayUrl: string;
   let undoFetch: () => void;
 
   beforeAll(async () => {
-    otel = startOtel();
+    otlp = await startOtlpReceiver();
+    otel = startOtel(true, otlp.url);
     undoFetch = propagateGlobalFetch();
     const { EchoModule, GatewayModule } = modules(true);
     echo = await bootApp(EchoModule, makeAdapter);
@@ -138,6 +140,7 @@ describe.each(platforms)('OpenTelemetry SDK + nestjs-context, two chained servic
     await gateway.close();
     await echo.close();
     await otel.shutdown();
+    await otlp.close();
   });
   beforeEach(() => {
     lines.length = 0;
@@ -189,9 +192,20 @@ describe.each(platforms)('OpenTelemetry SDK + nestjs-context, two chained servic
     expect(result.b.correlationId).toBe(result.a.correlationId);
   }
 
+  /** The same spans went over the wire to an OTLP/HTTP receiver, ids and parents as exported in memory. */
+  async function checkOtlp({ result, spans }: { result: Result; spans: ReadableSpan[] }): Promise<void> {
+    const ofTrace = (all: OtlpSpan[]) => all.filter((s) => s.traceId === result.a.traceId);
+    const received = ofTrace(await otlp.until((all) => ofTrace(all).length >= spans.length));
+    const asSent = (all: { spanId: string; parentSpanId?: string }[]) => all.map((s) => `${s.spanId}<${s.parentSpanId || '-'}`).sort();
+    expect(asSent(received)).toEqual(asSent(spans.map((s) => ({ spanId: s.spanContext().spanId, parentSpanId: s.parentSpanContext?.spanId }))));
+    const lineSpans = new Set(lines.map((l) => l.spanId));
+    for (const id of lineSpans) expect(received.some((s) => s.spanId === id)).toBe(true);
+  }
+
   it.each(['fetch', 'axios'])('through %s, inbound without traceparent: one trace from OTel, no second one from the library', async (client) => {
     const run = await chained(client);
     checkOneTrace(run);
+    await checkOtlp(run);
     expect(run.result.a.parentId).toBeUndefined();
   });
 

@@ -5,7 +5,9 @@
  * ContextPropagator. The globals are registered by the test (never by the library) and undone by
  * {@link OtelSdk.shutdown}.
  */
-import nodeHttp from 'node:http';
+import nodeHttp, { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { context, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { CompositePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -35,9 +37,52 @@ export interface OtelSdk {
   shutdown(): Promise<void>;
 }
 
-export function startOtel(withContextPropagator = true): OtelSdk {
+/** One span as an OTLP/HTTP JSON export carries it (ids in hex). */
+export interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+}
+
+/** A small OTLP/HTTP receiver on loopback: collects the spans of every JSON export posted to it. */
+export interface OtlpReceiver {
+  readonly url: string;
+  readonly spans: OtlpSpan[];
+  /** Waits (by turns of the event loop, bounded) until `done(spans)` holds. */
+  until(done: (spans: OtlpSpan[]) => boolean): Promise<OtlpSpan[]>;
+  close(): Promise<void>;
+}
+
+export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+  const spans: OtlpSpan[] = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => {
+      const payload = JSON.parse(body) as { resourceSpans?: { scopeSpans?: { spans?: OtlpSpan[] }[] }[] };
+      for (const resource of payload.resourceSpans ?? []) for (const scope of resource.scopeSpans ?? []) spans.push(...(scope.spans ?? []));
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/traces`,
+    spans,
+    async until(done) {
+      for (let i = 0; i < 5000 && !done(spans); i++) await new Promise((resolve) => setImmediate(resolve));
+      return spans;
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+export function startOtel(withContextPropagator = true, otlpUrl?: string): OtelSdk {
   const exporter = new InMemorySpanExporter();
-  const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+  const processors = [new SimpleSpanProcessor({ exporter })];
+  if (otlpUrl !== undefined) processors.push(new SimpleSpanProcessor({ exporter: new OTLPTraceExporter({ url: otlpUrl }) }));
+  const provider = new TracerProvider({ spanProcessors: processors });
   const manager = new AsyncLocalStorageContextManager().enable();
   context.setGlobalContextManager(manager);
   trace.setGlobalTracerProvider(provider);
@@ -45,6 +90,8 @@ export function startOtel(withContextPropagator = true): OtelSdk {
     new CompositePropagator({ propagators: withContextPropagator ? [new W3CTraceContextPropagator(), new ContextPropagator()] : [new W3CTraceContextPropagator()] }),
   );
   const http = new HttpInstrumentation({
+    // the OTLP receiver's own requests would be traced, exported, received, traced…
+    ignoreIncomingRequestHook: (request) => request.url === '/v1/traces',
     ignoreOutgoingRequestHook: (options) => hasOutsideHeader((options as { headers?: unknown }).headers),
   });
   const undici = new UndiciInstrumentation({ ignoreRequestHook: (request) => hasOutsideHeader(request.headers) });
