@@ -124,6 +124,15 @@ export class ContextRecord<T extends object = object> {
     return (this.traceInfo ??= this.readTrace());
   }
 
+  /**
+   * The trusted inbound `baggage` header as it came, while it has not been parsed yet (one header
+   * field; `undefined` when there is none, several, or once {@link baggage} has read it).
+   */
+  get rawBaggage(): string | undefined {
+    const header = this.baggageCarrier?.baggage;
+    return typeof header === 'string' ? header : undefined;
+  }
+
   /** The inbound baggage members (`[]` when none, or when baggage is not trusted). */
   get baggage(): readonly BaggageMember[] {
     if (this.members !== undefined) return this.members;
