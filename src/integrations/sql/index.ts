@@ -11,3 +11,6 @@
 export { SqlCommenter, type SqlCommentOptions, type PreparedStatementPolicy } from './comment.js';
 export { commentPg, type PgClientLike, type PgPoolLike } from './pg.js';
 export { commentMysql2, type Mysql2Like } from './mysql2.js';
+export { commentKysely, type KyselyDialectLike, type KyselyConnectionLike, type KyselyCompiledQueryLike } from './kysely.js';
+export { commentKnex, type KnexLike } from './knex.js';
+export { commentTypeOrm, type TypeOrmDataSourceLike } from './typeorm.js';
