@@ -48,6 +48,7 @@ const MAX_KEY_LENGTH = 64;
 const UNRESERVED = /^[A-Za-z0-9_.~-]*$/;
 /** What `encodeURIComponent` leaves that can mean something in SQL or in a comment (`*`, `'`, MySQL's `/*!`). */
 const SUB_DELIMS = /[!'()*]/g;
+const HAS_SUB_DELIMS = /[!'()*]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 const FORBIDDEN_FIELDS = new Set(['__proto__', 'constructor', 'prototype']);
 
@@ -75,7 +76,7 @@ export function encodeCommentValue(value: string, max: number): string {
   } catch {
     encoded = encodeURIComponent(text.replace(LONE_SURROGATE, '\uFFFD'));
   }
-  return encoded.replace(SUB_DELIMS, percent);
+  return HAS_SUB_DELIMS.test(encoded) ? encoded.replace(SUB_DELIMS, percent) : encoded;
 }
 
 /** The trace fields one statement gets, collected through the propagation contract's setter. */
@@ -105,6 +106,9 @@ interface Entry {
   readonly slot: Slot;
   /** The context field (for {@link Slot.Field}). */
   readonly field: string;
+  /** The last value written and its quoted, encoded form: a request's statements mostly repeat them. */
+  lastRaw: string;
+  lastQuoted: string;
 }
 
 function optionError(problem: string, fix: string): TypeError {
@@ -174,11 +178,11 @@ export class SqlCommenter {
     this.maxValueLength = max;
     this.prepared = prepared;
     const entries: Entry[] = [];
-    if (options.traceparent !== false) entries.push({ prefix: 'traceparent=', slot: Slot.Traceparent, field: '' });
-    if (options.tracestate === true) entries.push({ prefix: 'tracestate=', slot: Slot.Tracestate, field: '' });
-    entries.push({ prefix: `${checkKey(options.correlationIdKey ?? 'correlation_id', 'option correlationIdKey')}=`, slot: Slot.CorrelationId, field: '' });
+    if (options.traceparent !== false) entries.push({ prefix: 'traceparent=', slot: Slot.Traceparent, field: '', lastRaw: '', lastQuoted: '' });
+    if (options.tracestate === true) entries.push({ prefix: 'tracestate=', slot: Slot.Tracestate, field: '', lastRaw: '', lastQuoted: '' });
+    entries.push({ prefix: `${checkKey(options.correlationIdKey ?? 'correlation_id', 'option correlationIdKey')}=`, slot: Slot.CorrelationId, field: '', lastRaw: '', lastQuoted: '' });
     for (const [field, key] of resolveFields(options.fields)) {
-      entries.push({ prefix: `${checkKey(key, `the comment key of field ${field}`)}=`, slot: Slot.Field, field });
+      entries.push({ prefix: `${checkKey(key, `the comment key of field ${field}`)}=`, slot: Slot.Field, field, lastRaw: '', lastQuoted: '' });
     }
     const seen = new Set<string>();
     for (const entry of entries) {
@@ -195,12 +199,7 @@ export class SqlCommenter {
   /** The comment for a statement issued now (`/*…*\/`), or `''` outside any context. Never throws. */
   comment(): string {
     const record = storage.getStore();
-    if (record === undefined) return '';
-    try {
-      return this.build(record);
-    } catch {
-      return ''; // a context whose fields cannot be read gets no comment, never a failed statement
-    }
+    return record === undefined ? '' : this.safeBuild(record);
   }
 
   /**
@@ -209,8 +208,10 @@ export class SqlCommenter {
    * statement from being commented twice). Never throws.
    */
   apply(sql: string): string {
-    if (typeof sql !== 'string' || sql.length === 0 || storage.getStore() === undefined || hasComment(sql)) return sql;
-    const comment = this.comment();
+    if (typeof sql !== 'string' || sql.length === 0) return sql;
+    const record = storage.getStore();
+    if (record === undefined || hasComment(sql)) return sql;
+    const comment = this.safeBuild(record);
     if (comment === '') return sql;
     let end = sql.length;
     for (;;) {
@@ -219,6 +220,14 @@ export class SqlCommenter {
       else break;
     }
     return end === sql.length ? `${sql} ${comment}` : `${sql.slice(0, end)} ${comment}${sql.slice(end)}`;
+  }
+
+  private safeBuild(record: ContextRecord): string {
+    try {
+      return this.build(record);
+    } catch {
+      return ''; // a context whose fields cannot be read gets no comment, never a failed statement
+    }
   }
 
   private build(record: ContextRecord): string {
@@ -253,7 +262,11 @@ export class SqlCommenter {
         }
       }
       if (value === undefined || value === '') continue;
-      out += `${out === '' ? '/*' : ','}${entry.prefix}'${encodeCommentValue(value, max)}'`;
+      if (value !== entry.lastRaw) {
+        entry.lastQuoted = `${entry.prefix}'${entry.slot === Slot.Traceparent ? value : encodeCommentValue(value, max)}'`;
+        entry.lastRaw = value;
+      }
+      out = out === '' ? `/*${entry.lastQuoted}` : `${out},${entry.lastQuoted}`;
     }
     return out === '' ? '' : `${out}*/`;
   }
