@@ -3,7 +3,7 @@ import { Module, type INestApplicationContext } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import fc from 'fast-check';
 import { ContextModule, ContextService, type ContextInit } from '../../src/index.js';
-import { SqlCommenter } from '../../src/integrations/sql/index.js';
+import { prismaSqlCommenter, SqlCommenter } from '../../src/integrations/sql/index.js';
 import { commentOf, expectedValue, INBOUND_TRACEPARENT, TRACE_ID, traceOf } from './helpers.js';
 
 /** The comment itself, without a database: format, encoding, options, and what is never written. */
@@ -139,5 +139,36 @@ describe('SqlCommenter', () => {
     expect(() => new SqlCommenter({ fields: ['__proto__'] })).toThrow(/unusable context field/);
     expect(() => new SqlCommenter({ correlationIdKey: '' })).toThrow(/correlationIdKey must be a non-empty string/);
     expect(() => new SqlCommenter({ traceparent: 'yes' as never })).toThrow(/traceparent must be a boolean/);
+  });
+});
+
+describe('prismaSqlCommenter (Prisma 7 `comments` plugin)', () => {
+  it('returns the pairs unencoded for Prisma to format: correlation id, a fresh traceparent per statement, declared fields only', () => {
+    const plugin = prismaSqlCommenter({ fields: { tenant: 'tenant' }, maxValueLength: 8 });
+    const [first, second] = inContext(() => {
+      service.get().tenant = "o'reilly */ \ud800";
+      return [plugin({ query: { type: 'single' } }), plugin({ query: { type: 'single' } })];
+    });
+    expect(Object.keys(first!).sort()).toEqual(['correlation_id', 'tenant', 'traceparent']);
+    expect(first!.correlation_id).toBe('req-1');
+    expect(first!.tenant).toBe("o'reilly");
+    expect(traceOf(first!.traceparent).traceId).toBe(TRACE_ID);
+    expect(traceOf(second!.traceparent).parentId).not.toBe(traceOf(first!.traceparent).parentId);
+  });
+
+  it('caps values and repairs lone surrogates (Prisma’s encoder would throw on them)', () => {
+    const plugin = prismaSqlCommenter({ fields: ['tenant'], maxValueLength: 4 });
+    const tags = inContext(() => {
+      service.get().tenant = 'a\udc00b\ud83d\ude00';
+      return plugin({ query: { type: 'single' } });
+    });
+    expect(tags.tenant).toBe('a\ufffdb');
+    expect(() => encodeURIComponent(tags.tenant!)).not.toThrow();
+  });
+
+  it('adds nothing outside a context, and nothing to statements Prisma compacted from several queries', () => {
+    const plugin = prismaSqlCommenter();
+    expect(plugin({ query: { type: 'single' } })).toEqual({});
+    expect(inContext(() => plugin({ query: { type: 'compacted' } }))).toEqual({});
   });
 });

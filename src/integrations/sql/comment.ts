@@ -25,8 +25,9 @@ export interface SqlCommentOptions {
   /** The key of the correlation id. Default: `'correlation_id'`. */
   correlationIdKey?: string;
   /**
-   * Longest value written, in UTF-16 code units before encoding (longer ones are cut, never split
-   * inside a character). Default: 128.
+   * Longest correlation id or field value written, in UTF-16 code units before encoding (longer
+   * ones are cut, never inside a character). `traceparent` and `tracestate` are bounded by the
+   * trace options and never cut. Default: 128.
    */
   maxValueLength?: number;
   /**
@@ -63,12 +64,7 @@ function percent(char: string): string {
  * surrogates become U+FFFD. @internal
  */
 export function encodeCommentValue(value: string, max: number): string {
-  let text = value;
-  if (text.length > max) {
-    text = text.slice(0, max);
-    const last = text.charCodeAt(max - 1);
-    if (last >= 0xd800 && last <= 0xdbff) text = text.slice(0, max - 1);
-  }
+  const text = cut(value, max);
   if (UNRESERVED.test(text)) return text;
   let encoded: string;
   try {
@@ -77,6 +73,13 @@ export function encodeCommentValue(value: string, max: number): string {
     encoded = encodeURIComponent(text.replace(LONE_SURROGATE, '\uFFFD'));
   }
   return HAS_SUB_DELIMS.test(encoded) ? encoded.replace(SUB_DELIMS, percent) : encoded;
+}
+
+/** `value` cut to `max` code units, never inside a surrogate pair. */
+function cut(value: string, max: number): string {
+  if (value.length <= max) return value;
+  const last = value.charCodeAt(max - 1);
+  return value.slice(0, last >= 0xd800 && last <= 0xdbff ? max - 1 : max);
 }
 
 /** The trace fields one statement gets, collected through the propagation contract's setter. */
@@ -101,6 +104,8 @@ const enum Slot {
 }
 
 interface Entry {
+  /** The key as declared. */
+  readonly key: string;
   /** `key=` (the key encoded). */
   readonly prefix: string;
   readonly slot: Slot;
@@ -178,11 +183,12 @@ export class SqlCommenter {
     this.maxValueLength = max;
     this.prepared = prepared;
     const entries: Entry[] = [];
-    if (options.traceparent !== false) entries.push({ prefix: 'traceparent=', slot: Slot.Traceparent, field: '', lastRaw: '', lastQuoted: '' });
-    if (options.tracestate === true) entries.push({ prefix: 'tracestate=', slot: Slot.Tracestate, field: '', lastRaw: '', lastQuoted: '' });
-    entries.push({ prefix: `${checkKey(options.correlationIdKey ?? 'correlation_id', 'option correlationIdKey')}=`, slot: Slot.CorrelationId, field: '', lastRaw: '', lastQuoted: '' });
+    if (options.traceparent !== false) entries.push({ key: 'traceparent', prefix: 'traceparent=', slot: Slot.Traceparent, field: '', lastRaw: '', lastQuoted: '' });
+    if (options.tracestate === true) entries.push({ key: 'tracestate', prefix: 'tracestate=', slot: Slot.Tracestate, field: '', lastRaw: '', lastQuoted: '' });
+    const idKey = options.correlationIdKey ?? 'correlation_id';
+    entries.push({ key: idKey, prefix: `${checkKey(idKey, 'option correlationIdKey')}=`, slot: Slot.CorrelationId, field: '', lastRaw: '', lastQuoted: '' });
     for (const [field, key] of resolveFields(options.fields)) {
-      entries.push({ prefix: `${checkKey(key, `the comment key of field ${field}`)}=`, slot: Slot.Field, field, lastRaw: '', lastQuoted: '' });
+      entries.push({ key, prefix: `${checkKey(key, `the comment key of field ${field}`)}=`, slot: Slot.Field, field, lastRaw: '', lastQuoted: '' });
     }
     const seen = new Set<string>();
     for (const entry of entries) {
@@ -230,45 +236,79 @@ export class SqlCommenter {
     }
   }
 
-  private build(record: ContextRecord): string {
-    let collected: Collected | undefined;
-    if (this.trace) {
-      collected = { traceparent: undefined, tracestate: undefined };
-      injectRecord(record, collected, collector);
+  /**
+   * The comment's pairs for a statement issued now, not encoded (values capped, lone surrogates
+   * replaced), for clients that format the comment themselves, such as Prisma's sqlcommenter
+   * plugins; `{}` outside any context. Never throws.
+   */
+  tags(): Record<string, string> {
+    const tags: Record<string, string> = {};
+    const record = storage.getStore();
+    if (record === undefined) return tags;
+    try {
+      const values = new Values(record, this.trace);
+      for (const entry of this.entries) {
+        const value = values.of(entry);
+        if (value === undefined || value === '') continue;
+        tags[entry.key] = entry.slot === Slot.Traceparent || entry.slot === Slot.Tracestate ? value : cut(value, this.maxValueLength).replace(LONE_SURROGATE, '\uFFFD');
+      }
+      return tags;
+    } catch {
+      return {};
     }
-    let context: Record<string, unknown> | undefined;
-    let contextRead = false;
+  }
+
+  private build(record: ContextRecord): string {
+    const values = new Values(record, this.trace);
     let out = '';
     const max = this.maxValueLength;
     for (const entry of this.entries) {
-      let value: string | undefined;
-      switch (entry.slot) {
-        case Slot.Traceparent:
-          value = collected?.traceparent;
-          break;
-        case Slot.Tracestate:
-          value = collected?.tracestate;
-          break;
-        case Slot.CorrelationId:
-          value = record.correlationId;
-          break;
-        default: {
-          if (!contextRead) {
-            contextRead = true;
-            context = readContext(record);
-          }
-          const raw = context?.[entry.field];
-          value = typeof raw === 'string' ? raw : typeof raw === 'number' || typeof raw === 'boolean' || typeof raw === 'bigint' ? String(raw) : undefined;
-        }
-      }
+      const value = values.of(entry);
       if (value === undefined || value === '') continue;
       if (value !== entry.lastRaw) {
-        entry.lastQuoted = `${entry.prefix}'${entry.slot === Slot.Traceparent ? value : encodeCommentValue(value, max)}'`;
+        // The trace fields are bounded by the trace options and never cut (a cut one would be malformed).
+        entry.lastQuoted = `${entry.prefix}'${entry.slot === Slot.Traceparent ? value : encodeCommentValue(value, entry.slot === Slot.Tracestate ? Infinity : max)}'`;
         entry.lastRaw = value;
       }
       out = out === '' ? `/*${entry.lastQuoted}` : `${out},${entry.lastQuoted}`;
     }
     return out === '' ? '' : `${out}*/`;
+  }
+}
+
+/** The values of one statement's entries: trace fields collected once through the propagation setter, the context read once. */
+class Values {
+  private readonly collected: Collected | undefined;
+  private context: Record<string, unknown> | undefined;
+  private contextRead = false;
+
+  constructor(
+    private readonly record: ContextRecord,
+    trace: boolean,
+  ) {
+    if (trace) {
+      this.collected = { traceparent: undefined, tracestate: undefined };
+      injectRecord(record, this.collected, collector);
+    }
+  }
+
+  of(entry: Entry): string | undefined {
+    switch (entry.slot) {
+      case Slot.Traceparent:
+        return this.collected?.traceparent;
+      case Slot.Tracestate:
+        return this.collected?.tracestate;
+      case Slot.CorrelationId:
+        return this.record.correlationId;
+      default: {
+        if (!this.contextRead) {
+          this.contextRead = true;
+          this.context = readContext(this.record);
+        }
+        const raw = this.context?.[entry.field];
+        return typeof raw === 'string' ? raw : typeof raw === 'number' || typeof raw === 'boolean' || typeof raw === 'bigint' ? String(raw) : undefined;
+      }
+    }
   }
 }
 
