@@ -2,8 +2,11 @@ import { SqlCommenter, toCommenter, type SqlCommentOptions } from './comment.js'
 
 /** The part of the context Prisma passes to a sqlcommenter plugin (`@prisma/sqlcommenter`'s `SqlCommenterContext`) used here. */
 export interface PrismaSqlCommenterContextLike {
-  /** The Prisma query: `type` is `'single'`, or `'compacted'` when Prisma merged several queries into one statement. */
-  readonly query: { readonly type: string };
+  /** The Prisma query the statement runs. */
+  readonly query: {
+    /** `'single'`, or `'compacted'` when Prisma merged several queries into one statement. */
+    readonly type: string;
+  };
 }
 
 /** What a Prisma sqlcommenter plugin returns: the comment's pairs (Prisma encodes and formats them). */
