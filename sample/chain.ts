@@ -69,6 +69,9 @@ export async function startChain(options: ChainOptions): Promise<Chain> {
 
   process.env.ORDERS_URL = ordersUrl;
   const gateway = await NestFactory.create(AppModule, { logger });
+  // Browser code on another origin may call the gateway; `correlationId.exposeHeader` (app.module.ts)
+  // adds x-request-id to the exposed headers this writes.
+  gateway.enableCors({ origin: process.env.SAMPLE_CORS_ORIGIN ?? 'http://localhost:5173' });
   await gateway.listen(options.gatewayPort, '127.0.0.1');
   const gatewayUrl = `http://127.0.0.1:${(gateway.getHttpServer().address() as { port: number }).port}`;
 

@@ -73,7 +73,7 @@ describe.each(platforms)('correlation id options (%s)', (_name, makeAdapter) => 
         requestHeaders: ['X-Trace-Token'],
         responseHeader: 'X-Echo-Id',
         validate: (id) => id.startsWith('ok-'),
-        generate: () => `gen-${++n}`,
+        generate: () => (++n === 2 ? 'rejected-by-validate' : `ok-gen-${n}`),
       },
     });
     let res = await http.get('/id').set('x-trace-token', 'ok-7').set('x-request-id', 'ignored');
@@ -81,8 +81,12 @@ describe.each(platforms)('correlation id options (%s)', (_name, makeAdapter) => 
     expect(res.headers['x-echo-id']).toBe('ok-7');
     expect(res.headers['x-request-id']).toBeUndefined();
     res = await http.get('/id').set('x-trace-token', 'nope');
-    expect(res.body.id).toBe('gen-1');
-    expect(res.headers['x-echo-id']).toBe('gen-1');
+    expect(res.body.id).toBe('ok-gen-1');
+    expect(res.headers['x-echo-id']).toBe('ok-gen-1');
+    // A generated id must pass the validator too (the next service applies the same rule): the default id replaces it.
+    res = await http.get('/id');
+    expect(res.body.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(res.headers['x-echo-id']).toBe(res.body.id);
   });
 
   it('responseHeader: false sends no header', async () => {
@@ -106,7 +110,7 @@ describe.each(platforms)('correlation id options (%s)', (_name, makeAdapter) => 
   });
 
   it('a generator that returns garbage gets the request a 500 with a default UUID (see test/hardening)', async () => {
-    const http = await boot({ correlationId: { generate: () => '' } });
+    const http = await boot({ correlationId: { generate: () => null as unknown as string } });
     const res = await http.get('/id');
     expect(res.status).toBe(500);
     expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);

@@ -382,3 +382,62 @@ describe.each(platforms)('declared baggage fields always go out (%s)', (_name, a
     expect(received[0]?.baggage).toBe('tenant.id=changed');
   });
 });
+
+// ---------------------------------------------------------------- the same round trip through real HTTP
+
+@Controller()
+class SeenController {
+  constructor(private readonly service: ContextService<Ctx>) {}
+  /** What the receiving handler sees, plus the id header as it arrived. */
+  @Get('seen')
+  seen(): ReturnType<typeof seen> {
+    return seen(this.service);
+  }
+}
+
+describe.each(platforms)('the round trip through the HTTP entry and the fetch client (%s)', (_name, adapter) => {
+  let receiverApp: INestApplication;
+  let url = '';
+  let sender: Awaited<ReturnType<typeof appWith>>;
+  beforeAll(async () => {
+    @Module({ imports: [ContextModule.forRoot(Ctx, { baggage: { fields: { tenant: 'tenant.id' } } })], controllers: [SeenController] })
+    class ReceiverModule {}
+    receiverApp = await bootApp(ReceiverModule, adapter);
+    await receiverApp.listen(0, '127.0.0.1');
+    url = `${(await receiverApp.getUrl()).replace('[::1]', '127.0.0.1')}/seen`;
+    sender = await appWith({ baggage: { fields: { tenant: 'tenant.id' } } });
+  });
+  afterAll(async () => {
+    await receiverApp.close();
+    await sender.app.close();
+  });
+
+  it('whatever the sender continues, the receiving handler sees: id, trace id, flags, tracestate, declared baggage (60 runs)', async () => {
+    const hex = (n: number) => fc.stringMatching(new RegExp(`^[0-9a-f]{${n}}$`)).filter((s) => /[1-9a-f]/.test(s));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          id: fc.stringMatching(/^[A-Za-z0-9._:-]{1,128}$/),
+          traceId: hex(32),
+          parent: hex(16),
+          sampled: fc.boolean(),
+          tracestate: fc.uniqueArray(fc.tuple(fc.stringMatching(/^[a-z][a-z0-9_*/-]{0,15}$/), fc.stringMatching(/^[!-+\--<>-~]{1,16}$/)), { maxLength: 4, selector: ([key]) => key }),
+          tenant: fc.option(fc.string({ minLength: 1, maxLength: 30, unit: 'grapheme' }), { nil: undefined }),
+        }),
+        async (x) => {
+          const state = x.tracestate.map(([k, v]) => `${k}=${v}`).join(',');
+          const inbound: Record<string, string> = { 'x-request-id': x.id, traceparent: `00-${x.traceId}-${x.parent}-0${x.sampled ? 1 : 0}` };
+          if (state !== '') inbound.tracestate = state;
+          if (x.tenant !== undefined) inbound.baggage = `tenant.id=${encodeURIComponent(x.tenant)}`;
+          const response = await sender.service.run(() => fetchWithContext(url), { headers: inbound });
+          expect(response.status).toBe(200);
+          expect(response.headers.get('x-request-id')).toBe(x.id);
+          const got = (await response.json()) as ReturnType<typeof seen>;
+          expect({ ...got, parentId: undefined }).toEqual({ id: x.id, traceId: x.traceId, sampled: x.sampled, tracestate: state, tenant: x.tenant, parentId: undefined });
+          expect(got.parentId).not.toBe(x.parent);
+        },
+      ),
+      { numRuns: 60 },
+    );
+  }, 60_000);
+});

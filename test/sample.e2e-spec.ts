@@ -2,7 +2,11 @@ import 'reflect-metadata';
 import type { INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { ContextLogger } from 'nestjs-context/logger';
+import { Test } from '@nestjs/testing';
+import { ContextTester, ContextTestingModule } from 'nestjs-context/testing';
 import { AppModule } from '../sample/app.module.js';
+import { GreetingService } from '../sample/greeting.service.js';
+import { MyContext } from '../sample/my-context.js';
 import { startChain, type Chain } from '../sample/chain.js';
 import { ReceiptLog } from '../sample/orders/receipts.js';
 import { captureStdio } from './logging/helpers.js';
@@ -32,10 +36,42 @@ describe.each(platforms)('the sample app (%s)', (_name, makeAdapter) => {
     expect(first.body.correlationId).not.toBe(second.body.correlationId);
   });
 
+  it('POST /graphql answers the hello query in the request context', async () => {
+    const res = await request(app.getHttpServer())
+      .post('/graphql')
+      .set('x-request-id', 'my-id-3')
+      .send({ query: '{ hello { correlationId message } }' })
+      .expect(200);
+    expect(res.headers['x-request-id']).toBe('my-id-3');
+    expect(res.body).toEqual({ data: { hello: { correlationId: 'my-id-3', message: 'hello demo-user, your request is my-id-3' } } });
+  });
+
   it('honours a valid inbound id', async () => {
     const res = await request(app.getHttpServer()).get('/').set('x-request-id', 'my-id-1').expect(200);
     expect(res.body.correlationId).toBe('my-id-1');
     expect(res.headers['x-request-id']).toBe('my-id-1');
+  });
+
+  it('ids for clients: exposed to browser code, in error bodies, taken from the edge proxy when the client sends none', async () => {
+    const res = await request(app.getHttpServer()).get('/').set('x-edge-request-id', 'e-7').expect(200);
+    expect(res.body.correlationId).toBe('edge-e-7');
+    expect(res.headers['access-control-expose-headers']).toBe('x-request-id');
+    const missing = await request(app.getHttpServer()).get('/no-such-page').set('x-request-id', 'my-id-2').expect(404);
+    expect(missing.body.correlationId).toBe('my-id-2');
+    expect(missing.headers['x-request-id']).toBe('my-id-2');
+  });
+});
+
+describe("the sample's GreetingService, unit-tested with nestjs-context/testing (no HTTP server)", () => {
+  it('greets the user of the context it is given', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [ContextTestingModule.forRoot(MyContext)],
+      providers: [GreetingService],
+    }).compile();
+    const context = new MyContext({ correlationId: 'unit-1', source: 'manual' });
+    context.userId = 'ada';
+    const greeting = await moduleRef.get(ContextTester).runWith(context, () => moduleRef.get(GreetingService).greet());
+    expect(greeting).toBe('hello ada, your request is unit-1');
   });
 });
 

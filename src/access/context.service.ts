@@ -1,7 +1,9 @@
-import { Injectable, type Type } from '@nestjs/common';
+import { Injectable, type ArgumentsHost, type Type } from '@nestjs/common';
 import { ContextError, ContextNotActiveError } from '../errors.js';
 import { ContextHost, reportFailure } from '../runtime/context-host.js';
-import { storage } from '../record/context-record.js';
+import { recordOfRequest, storage } from '../record/context-record.js';
+import { withIdField } from '../entry/client-headers.js';
+import { ownCorrelationId } from '../runtime/options.js';
 import type { RegisteredContext } from './current-context.js';
 import type { BaggageMember, TraceInfo } from '../interfaces/trace-info.interface.js';
 import { headerMapSetter, type CarrierGetter, type CarrierSetter } from '../propagation/carrier.js';
@@ -105,6 +107,28 @@ export class ContextService<T extends object = RegisteredContext> {
     );
   }
 
+  /**
+   * `body` plus the correlation id of the request being answered, for exception filters that write
+   * the response themselves: a copy of `body` with the field `correlationId` (or the name set with
+   * the option `correlationId.errorBody`). `body` is returned as it is when it already has the field,
+   * is not a plain object, or when there is no context (outside one, or another framework's request).
+   * Pass the filter's `host`: it finds the request's id where no context is active (`enterEarly: false`).
+   * Never throws.
+   *
+   * @example
+   * response.status(status).json(ContextService.withCorrelationId({ statusCode: status, message }, host));
+   */
+  static withCorrelationId<B extends object>(body: B, host?: ArgumentsHost): B {
+    try {
+      const record =
+        (host !== undefined && host.getType() === 'http' ? recordOfRequest(host.getArgByIndex(0)) : undefined) ?? storage.getStore();
+      if (record === undefined) return body;
+      return withIdField(body, record.config.errorBodyField ?? 'correlationId', record.correlationId);
+    } catch {
+      return body; // a host or body whose properties cannot be read: the body goes out as it is
+    }
+  }
+
   /** Whether a context is active here. */
   get active(): boolean {
     return storage.getStore() !== undefined;
@@ -114,7 +138,9 @@ export class ContextService<T extends object = RegisteredContext> {
    * Runs `fn` inside a new context and returns its result (a promise stays inside the context until
    * it settles). The context is fresh, or built from `options`: continued from the propagation
    * `headers` of whoever sent a message (for consumers the library does not wrap: SQS, a raw kafkajs
-   * consumer, a Lambda handler), and/or with the `context` object or `correlationId` given. For cron
+   * consumer, a Lambda handler), and/or with the `context` object or `correlationId` given (a given
+   * `context` whose correlation id field holds a valid id is opened under that id, over one in
+   * `headers`, so the object and the library agree). For cron
    * jobs, queue consumers, scripts and tests. Nested calls open a new context; the outer one is back
    * afterwards.
    *
@@ -142,6 +168,8 @@ export class ContextService<T extends object = RegisteredContext> {
       );
     }
     const { headers, context } = options;
+    // A given context that holds a valid id of its own keeps it (the object and the library agree).
+    correlationId ??= ownCorrelationId(this.host.options, context);
     const record =
       headers === undefined || headers === null
         ? this.host.create({ correlationId, context })

@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import type { ModuleMetadata, Type, InjectionToken, OptionalFactoryDependency } from '@nestjs/common';
-import type { ContextFactory } from './context-init.interface.js';
+import type { ContextFactory, ContextSource } from './context-init.interface.js';
 import type { BaggageOptions, TraceOptions } from './propagation-options.interface.js';
 
 /**
@@ -10,6 +10,21 @@ import type { BaggageOptions, TraceOptions } from './propagation-options.interfa
  * Untrusted input is ignored, never rejected.
  */
 export type TrustInbound = boolean | ((request: IncomingMessage) => boolean);
+
+/**
+ * What `correlationId.generate` receives: where the context is being opened, and the inbound data
+ * to derive an id from (for example an API gateway's own request id header). Given whatever the
+ * trust policy says: an id you derive from it is yours to trust, and it is still checked with
+ * `correlationId.validate`.
+ */
+export interface GenerateInput {
+  /** What opens the context (`'http'`, `'rpc'`, `'bullmq'`, `'manual'`, …). */
+  readonly source: ContextSource;
+  /** The Node request, for HTTP requests (and WebSocket handshakes). */
+  readonly request?: IncomingMessage;
+  /** The inbound headers (HTTP) or header-like message or job metadata, when there are any. Names are lower-case. */
+  readonly headers?: Readonly<Record<string, string | readonly string[] | undefined>>;
+}
 
 /** How the correlation id is read, checked, made and echoed. */
 export interface CorrelationIdOptions {
@@ -28,8 +43,13 @@ export interface CorrelationIdOptions {
    * Default: 1–128 characters of `[A-Za-z0-9._:-]`.
    */
   validate?: (id: string) => boolean;
-  /** Makes a fresh id. Default: `crypto.randomUUID()`. */
-  generate?: () => string;
+  /**
+   * Makes a fresh id when no valid inbound one is taken; it receives a {@link GenerateInput} (the
+   * request, message or job metadata, or just the source) to derive one from. Return `undefined` for
+   * the default id. An id it returns that `validate` rejects is replaced by the default id, and the
+   * first one is logged as a warning. Default: `crypto.randomUUID()`.
+   */
+  generate?: (input: GenerateInput) => string | undefined;
   /** Whether inbound ids are honoured at all. Default: the module's `trustInbound`. */
   trustInbound?: TrustInbound;
   /**
@@ -37,6 +57,20 @@ export interface CorrelationIdOptions {
    * Default: the first of `requestHeaders` (`'x-request-id'`).
    */
   outboundHeader?: string | false;
+  /**
+   * Adds `responseHeader` to `Access-Control-Expose-Headers` on every response, merged with what
+   * the app's CORS set-up writes (`app.enableCors()` on Express or Fastify), so that browser code on
+   * another origin can read the id. Needs a `responseHeader`. Default: `false`.
+   */
+  exposeHeader?: boolean;
+  /**
+   * Adds the correlation id to the JSON body of error responses that Nest sends (status 400 and
+   * above, an object body: its default exception filter's `{ statusCode, message }`, and filters that
+   * answer with `httpAdapter.reply()`). `true` adds it as `correlationId`; a string names the field.
+   * A body that already has the field keeps it. For filters that write the response themselves, see
+   * `ContextService.withCorrelationId()`. Default: `false`.
+   */
+  errorBody?: boolean | string;
 }
 
 /**

@@ -13,6 +13,7 @@ import { bindInstance, registerApp, trackBootstrapping, unbindInstance } from '.
 import { CONTEXT_MODULE_OPTIONS } from '../constants.js';
 import { ContextHost } from '../runtime/context-host.js';
 import { mountContext } from '../entry/http-entry.js';
+import { mountErrorBody } from '../entry/client-headers.js';
 import { checkContextClass } from '../runtime/options.js';
 import { createAsyncOptionsProviders, createContextProviders } from './context.providers.js';
 import { ContextService } from '../access/context.service.js';
@@ -146,5 +147,8 @@ export class ContextModule implements NestModule, OnModuleInit, OnApplicationBoo
     if (this.host.options.enterEarly) {
       this.host.onClose(mountContext(this.adapterHost?.httpAdapter, this.host.enterHttp, this.host.options, this.host.answersFailures));
     }
+    // correlationId.errorBody: the id in the JSON body of Nest's error responses.
+    const errorBodyField = this.host.options.errorBodyField;
+    if (errorBodyField !== undefined) this.host.onClose(mountErrorBody(this.adapterHost?.httpAdapter, this.host.options, errorBodyField));
   }
 }

@@ -7,6 +7,7 @@ import { collectCarrier, getterLookup, headerMapGetter, TRACE_FIELDS, type Carri
 import type { Trust } from './options.js';
 import type { ContextSource } from '../interfaces/context-init.interface.js';
 import type { ContextModuleOptions } from '../interfaces/context-module-options.interface.js';
+import { exposeOnWriteHead } from '../entry/client-headers.js';
 import { generateCorrelationId, readCorrelationId } from '../propagation/correlation-id.js';
 import { ContextCallbackError } from '../errors.js';
 import { linkOptions } from './apps.js';
@@ -123,6 +124,8 @@ export class ContextHost<T extends object = object> {
     if (name === undefined || out.headersSent !== false) return;
     try {
       out.setHeader?.(name, record.correlationId);
+      // correlationId.exposeHeader: merged into Access-Control-Expose-Headers when the head is written.
+      if (this.options.exposeHeader) exposeOnWriteHead(out as ServerResponse, name);
     } catch (error) {
       // Unreachable with the library's checks (ids are header-safe); a response object of another
       // framework could still refuse the header: the request goes on without the echo.
@@ -258,13 +261,13 @@ export class ContextHost<T extends object = object> {
     const o = this.options;
     if (trusted || o.trustsAll) {
       const id = readCorrelationId(carrier, idHeaders, o.validate);
-      return new ContextRecord<T>(o, id ?? o.generate(), source, request, carrier, carrier);
+      return new ContextRecord<T>(o, id ?? o.generate(source, request, carrier), source, request, carrier, carrier);
     }
     const cache = new TrustCache(request);
     const id = cache.allows(o.trustCorrelationId) ? readCorrelationId(carrier, idHeaders, o.validate) : undefined;
     return new ContextRecord<T>(
       o,
-      id ?? o.generate(),
+      id ?? o.generate(source, request, carrier),
       source,
       request,
       cache.allows(o.trustTrace) ? carrier : undefined,
@@ -287,15 +290,15 @@ export class ContextHost<T extends object = object> {
 
   /** Creates a record outside HTTP (manual runs, jobs, messages without metadata). Never throws for a failing generator. */
   create(options: OpenOptions<T> = {}): ContextRecord<T> {
-    const id = options.correlationId ?? this.generate();
+    const id = options.correlationId ?? this.generate(options.source ?? 'manual');
     const given = options.context === undefined ? undefined : this.options.fill(options.context, id);
     return new ContextRecord<T>(this.options, id, options.source ?? 'manual', undefined, undefined, undefined, given);
   }
 
   /** A fresh correlation id from the app's generator; the default one (reported) when that fails. */
-  generate(): string {
+  generate(source: ContextSource = 'manual', request?: IncomingMessage, headers?: Carrier): string {
     try {
-      return this.options.generate();
+      return this.options.generate(source, request, headers);
     } catch (error) {
       reportFailure(asCallbackError(error));
       return generateCorrelationId();

@@ -1,9 +1,9 @@
 import type { IncomingMessage } from 'node:http';
-import type { Type } from '@nestjs/common';
+import { Logger, type Type } from '@nestjs/common';
 import { DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADER } from '../constants.js';
 import { ContextCallbackError, ContextConfigError, ContextCreationError, describe } from '../errors.js';
-import type { ContextFactory } from '../interfaces/context-init.interface.js';
-import type { ContextModuleOptions, TrustInbound } from '../interfaces/context-module-options.interface.js';
+import type { ContextFactory, ContextSource } from '../interfaces/context-init.interface.js';
+import type { ContextModuleOptions, GenerateInput, TrustInbound } from '../interfaces/context-module-options.interface.js';
 import type { BaggageOptions, TraceOptions } from '../interfaces/propagation-options.interface.js';
 import { generateCorrelationId, isHeaderValue, isValidCorrelationId } from '../propagation/correlation-id.js';
 
@@ -18,8 +18,18 @@ export interface ResolvedContextOptions<T extends object> {
   readonly responseHeader: string | undefined;
   /** Accepts an id; a user validator is wrapped so that it also rejects what cannot be echoed. Throws only {@link ContextCallbackError}. */
   readonly validate: (id: string) => boolean;
-  /** Makes an id that can always be echoed; throws only {@link ContextCallbackError}. */
-  readonly generate: () => string;
+  /**
+   * Makes an id that can always be echoed and passes `validate` (a user generator's rejected id is
+   * replaced by the default one and reported once); throws only {@link ContextCallbackError}.
+   * Positional, so that the default generator costs no allocation; a user generator gets them as a {@link GenerateInput}.
+   */
+  readonly generate: (source: ContextSource, request?: IncomingMessage, headers?: GenerateInput['headers']) => string;
+  /** The field of the context that holds the correlation id, or `undefined` (`correlationIdField: false`). */
+  readonly correlationIdField: string | undefined;
+  /** Whether the response header is added to `Access-Control-Expose-Headers`. */
+  readonly exposeHeader: boolean;
+  /** The field of Nest's JSON error bodies that receives the correlation id, or `undefined` for none. */
+  readonly errorBodyField: string | undefined;
   /** `undefined` when every request is trusted, `false` when none is, else a predicate. */
   readonly trustCorrelationId: Trust;
   readonly trustTrace: Trust;
@@ -80,16 +90,40 @@ export function checkContextClass(contextClass: unknown, method: string): assert
   }
 }
 
+const optionsLogger = new Logger('ContextModule');
+
 /**
- * Wraps the user's factory (or `new contextClass(init)`) so that its result is checked and the
- * correlation id field is filled when the user left it undefined.
+ * Fills the correlation id field when the user left it undefined. A field that holds something else
+ * than the library's id (a class that makes its own, as the seed's did) is warned about once per app:
+ * the response header, `ContextService.correlationId` and the log lines carry the library's id.
  */
-function buildFill<T extends object>(field: string | false): (context: T, correlationId: string) => T {
+function buildFill<T extends object>(contextClass: Type<T>, field: string | false): (context: T, correlationId: string) => T {
   if (field === false) return (context) => context;
+  let warned = false;
   return (context, correlationId) => {
-    if ((context as Record<string, unknown>)[field] === undefined) (context as Record<string, unknown>)[field] = correlationId;
+    const value = (context as Record<string, unknown>)[field];
+    if (value === undefined) (context as Record<string, unknown>)[field] = correlationId;
+    else if (value !== correlationId && !warned) {
+      warned = true;
+      warnOwnId(contextClass, field, value, correlationId);
+    }
     return context;
   };
+}
+
+function warnOwnId(contextClass: Type<object>, field: string, value: unknown, correlationId: string): void {
+  const name = contextClass.name || 'your context class';
+  try {
+    optionsLogger.warn(
+      `${name}.${field} holds ${describe(value)}, not this context's correlation id ${JSON.stringify(correlationId)}: ` +
+        `the response header, ContextService.correlationId, outgoing calls and log lines carry the library's id, so they ` +
+        `will not match ${name}.${field}. Take the id from the ContextInit argument of the constructor instead of making ` +
+        `one: constructor({ correlationId }: ContextInit) { this.${field} = correlationId; } (or set correlationIdField: false ` +
+        `if the field means something else). Warned once per app.`,
+    );
+  } catch {
+    // A logger that throws must not fail the request.
+  }
 }
 
 function buildFactory<T extends object>(
@@ -137,8 +171,10 @@ export function resolveOptions<T extends object>(
   if (field !== false && typeof field !== 'string') {
     throw ContextConfigError.create(`option correlationIdField must be a field name or false, got ${describe(field)}`, `Use e.g. 'correlationId'.`);
   }
-  const generate = checkFunction<() => string>(cid.generate, 'correlationId.generate', generateCorrelationId);
-  const fill = buildFill<T>(field);
+  const generate = checkFunction<(input: GenerateInput) => string | undefined>(cid.generate, 'correlationId.generate', generateCorrelationId);
+  const fill = buildFill<T>(contextClass, field);
+  const validate = checkedValidator(checkFunction(cid.validate, 'correlationId.validate', isValidCorrelationId));
+  const resolvedResponseHeader = responseHeader === false ? undefined : checkHeaderName(responseHeader, 'correlationId.responseHeader');
   const trustCorrelationId = resolveSectionTrust(cid, 'correlationId', options.trustInbound);
   const trustTrace = resolveSectionTrust(trace, 'trace', options.trustInbound);
   const trustBaggage = resolveSectionTrust(baggage, 'baggage', options.trustInbound);
@@ -147,9 +183,12 @@ export function resolveOptions<T extends object>(
     factory: buildFactory(contextClass, checkFunction(options.factory, 'factory', undefined), fill),
     fill,
     requestHeaders: requestHeaders.map((name, i) => checkHeaderName(name, `correlationId.requestHeaders[${i}]`)),
-    responseHeader: responseHeader === false ? undefined : checkHeaderName(responseHeader, 'correlationId.responseHeader'),
-    validate: checkedValidator(checkFunction(cid.validate, 'correlationId.validate', isValidCorrelationId)),
-    generate: generate === generateCorrelationId ? generate : checkedGenerator(generate),
+    responseHeader: resolvedResponseHeader,
+    validate,
+    generate: generate === generateCorrelationId ? generateCorrelationId : checkedGenerator(generate, validate),
+    correlationIdField: field === false ? undefined : field,
+    exposeHeader: resolveExposeHeader(cid.exposeHeader, resolvedResponseHeader),
+    errorBodyField: resolveErrorBody(cid.errorBody),
     trustCorrelationId,
     trustTrace,
     trustBaggage,
@@ -190,6 +229,32 @@ function resolveOutboundHeader(value: string | false | undefined, requestHeaders
   return checkHeaderName(value, 'correlationId.outboundHeader');
 }
 
+function resolveExposeHeader(value: unknown, responseHeader: string | undefined): boolean {
+  if (value === undefined || value === false) return false;
+  if (value !== true) {
+    throw ContextConfigError.create(`option correlationId.exposeHeader must be true or false, got ${describe(value)}`, 'Leave it out for false.');
+  }
+  if (responseHeader === undefined) {
+    throw ContextConfigError.create(
+      'option correlationId.exposeHeader is true but correlationId.responseHeader is false, so there is no header to expose',
+      'Set a responseHeader (the default is x-request-id), or leave exposeHeader out.',
+    );
+  }
+  return true;
+}
+
+function resolveErrorBody(value: unknown): string | undefined {
+  if (value === undefined || value === false) return undefined;
+  if (value === true) return 'correlationId';
+  if (typeof value !== 'string' || value === '' || FORBIDDEN_FIELDS.has(value)) {
+    throw ContextConfigError.create(
+      `option correlationId.errorBody must be true, false or a field name, got ${describe(value)}`,
+      `Use true (the field is correlationId) or a name such as 'requestId'.`,
+    );
+  }
+  return value;
+}
+
 function positiveInteger(value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
@@ -228,25 +293,50 @@ function resolveBaggageFields(fields: BaggageOptions['fields']): readonly (reado
 const MAX_GENERATED_ID_LENGTH = 1024;
 
 /**
- * A user generator, checked: what it throws, and any return that is not a non-empty string that can
- * be sent as a header value (at most 1024 characters), become a {@link ContextCallbackError}.
+ * A user generator, checked. What it throws, and a return that is neither a string nor `undefined`,
+ * become a {@link ContextCallbackError}. `undefined` gives the default id. A string that cannot be
+ * a correlation id (empty, longer than 1024 characters, not sendable as a header value) or that
+ * `validate` rejects — it may be derived from inbound data — gives the default id, and the first
+ * such id of the app is logged as a warning (a flood of bad inbound data does not flood the log).
+ * A `validate` that throws on it is a {@link ContextCallbackError} too.
  */
-function checkedGenerator(generate: () => string): () => string {
-  return () => {
+function checkedGenerator(
+  generate: (input: GenerateInput) => string | undefined,
+  validate: (id: string) => boolean,
+): ResolvedContextOptions<object>['generate'] {
+  let warned = false;
+  return (source, request, headers) => {
     let id: unknown;
     try {
-      id = generate();
+      const input: { source: ContextSource; request?: IncomingMessage; headers?: GenerateInput['headers'] } = { source };
+      if (request !== undefined) input.request = request;
+      if (headers !== undefined) input.headers = headers;
+      id = generate(input);
     } catch (error) {
       throw ContextCallbackError.create('correlationId.generate', `threw ${describeError(error)}`, error);
     }
-    if (typeof id !== 'string' || id.length === 0 || id.length > MAX_GENERATED_ID_LENGTH || !isHeaderValue(id)) {
+    if (id === undefined) return generateCorrelationId();
+    if (typeof id !== 'string') {
       throw ContextCallbackError.create(
         'correlationId.generate',
-        `returned ${describe(id)}, which cannot be a correlation id (a non-empty string of at most ` +
-          `${MAX_GENERATED_ID_LENGTH} characters that can be sent as an HTTP header value: no control characters)`,
+        `returned ${describe(id)}, which cannot be a correlation id (return a string, or undefined for the default id)`,
       );
     }
-    return id;
+    if (id.length > 0 && id.length <= MAX_GENERATED_ID_LENGTH && isHeaderValue(id) && validate(id)) return id;
+    if (!warned) {
+      warned = true;
+      try {
+        optionsLogger.warn(
+          `correlationId.generate returned ${describe(id)}, which this app's correlationId.validate rejects (or which ` +
+            `cannot be sent as a header value: empty, over ${MAX_GENERATED_ID_LENGTH} characters, control characters); ` +
+            `the ${String(source)} context got a default id instead. Make generate return ids that validate accepts, ` +
+            `or undefined for the default id. Warned once per app.`,
+        );
+      } catch {
+        // A logger that throws must not fail the request.
+      }
+    }
+    return generateCorrelationId();
   };
 }
 
@@ -289,6 +379,22 @@ function makeCheckedTrust(trust: (request: IncomingMessage) => boolean, option: 
       throw ContextCallbackError.create(option, `threw ${describeError(error)}`, error);
     }
   };
+}
+
+/**
+ * The id a given context object already holds in its correlation id field, when it is one the app
+ * accepts (else `undefined`; a validator that throws counts as a rejection): `run({ context })`
+ * opens the context under that id, so that the object and the library agree. @internal
+ */
+export function ownCorrelationId<T extends object>(options: ResolvedContextOptions<T>, context: T | undefined): string | undefined {
+  const field = options.correlationIdField;
+  if (context === undefined || context === null || field === undefined) return undefined;
+  try {
+    const own = (context as Record<string, unknown>)[field];
+    return typeof own === 'string' && options.validate(own) ? own : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** `TypeError: message` for an error, else a short description. @internal */

@@ -60,7 +60,7 @@ const reproductions: [label: string, options: ContextModuleOptions<MyContext>, h
     /URIError/,
   ],
   ['generate throws', { correlationId: { generate: () => { throw new Error('id service down'); } } }, {}, /id service down/],
-  ['generate returns an id that cannot be a header', { correlationId: { generate: () => 'id\n1' } }, {}, /cannot be a correlation id/],
+  ['generate returns something that is not a string', { correlationId: { generate: () => 42 as unknown as string } }, {}, /cannot be a correlation id/],
 ];
 
 describe.each(platforms)('a user callback that fails never takes the process down (%s)', (_name, makeAdapter) => {
@@ -116,11 +116,23 @@ describe.each(platforms)('a user callback that fails never takes the process dow
   });
 
   it('a generator that returns garbage answers 500 with a default id, and says so', async () => {
-    const http = await boot({ correlationId: { generate: () => '' } }, true);
+    const http = await boot({ correlationId: { generate: () => ({ id: 1 }) as unknown as string } }, true);
     const res = await http.get('/id');
     expect(res.status).toBe(500);
     expect(res.headers['x-request-id']).toMatch(UUID);
-    expect(logger.errors[0]?.message).toMatch(/correlationId.generate callback returned string ""/);
+    expect(logger.errors[0]?.message).toMatch(/correlationId.generate callback returned an object/);
+  });
+
+  it.each([
+    ['empty', ''],
+    ['not sendable as a header', 'id\n1'],
+  ])('a generator that returns an unusable string (%s) gives the request a default id, no 500 (it may come from inbound data)', async (_label, id) => {
+    const http = await boot({ correlationId: { generate: () => id } }, true);
+    const res = await http.get('/id');
+    expect(res.status).toBe(200);
+    expect(res.body.id).toMatch(UUID);
+    expect(res.headers['x-request-id']).toBe(res.body.id);
+    expect(logger.errors).toEqual([]);
   });
 
   it('a validator returning something other than true rejects the id (a promise is not true)', async () => {

@@ -1,13 +1,31 @@
 import 'reflect-metadata';
 import { Controller, Module, type INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { ClientProxyFactory, MessagePattern, Transport, type ClientProxy, type MicroserviceOptions } from '@nestjs/microservices';
+import {
+  ClientProxyFactory,
+  MessagePattern,
+  Transport,
+  type ClientKafka,
+  type ClientNats,
+  type ClientProxy,
+  type ClientRMQ,
+  type ClientTCP,
+  type MicroserviceOptions,
+} from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
 import { firstValueFrom } from 'rxjs';
 import { ContextModule, ContextService } from '../../src/index.js';
 import { ContextMicroservicesModule, propagateContext } from '../../src/integrations/microservices/index.js';
 import { freePort } from '../utils/brokers.js';
 import { TransportContext } from './fixtures/harness.js';
+
+/** Concrete client classes are accepted as they are, without a cast (a compile-time check: tsc covers the tests). */
+export type AcceptsConcreteClients = [
+  typeof propagateContext<ClientRMQ>,
+  typeof propagateContext<ClientKafka>,
+  typeof propagateContext<ClientTCP>,
+  typeof propagateContext<ClientNats>,
+];
 
 @Controller()
 class IdController {
@@ -30,7 +48,7 @@ describe('propagateContext(): one client, without the global install on the send
   beforeAll(async () => {
     const options = { host: '127.0.0.1', port: await freePort() };
     // Wrapped before anything patched ClientProxy.prototype: this client carries the context on its own.
-    client = propagateContext(ClientProxyFactory.create({ transport: Transport.TCP, options }) as ClientProxy);
+    client = propagateContext(ClientProxyFactory.create({ transport: Transport.TCP, options }));
     expect(Object.prototype.hasOwnProperty.call(client, 'send')).toBe(true);
     expect(propagateContext(client)).toBe(client);
     const sender = await Test.createTestingModule({ imports: [ContextModule.forRoot(TransportContext)] }).compile();

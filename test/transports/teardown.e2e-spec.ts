@@ -22,6 +22,7 @@ import {
   Payload,
   Server,
   ServerGrpc,
+  ServerKafka,
   Transport,
   type MicroserviceOptions,
 } from '@nestjs/microservices';
@@ -44,10 +45,13 @@ type Bag = Record<string, unknown>;
 const PATCHABLE: ReadonlyArray<[string, Bag, string]> = [
   ['Server#addHandler', Server.prototype as unknown as Bag, 'addHandler'],
   ['ServerGrpc#addHandler', ServerGrpc.prototype as unknown as Bag, 'addHandler'],
+  // NestJS 12's own (RegExp patterns); on 11 it is Server#addHandler, inherited.
+  ['ServerKafka#addHandler', ServerKafka.prototype as unknown as Bag, 'addHandler'],
   ['ListenersController#registerPatternHandlers', ListenersController.prototype as unknown as Bag, 'registerPatternHandlers'],
   ['ClientProxy#send', ClientProxy.prototype as unknown as Bag, 'send'],
   ['ClientProxy#emit', ClientProxy.prototype as unknown as Bag, 'emit'],
   ['ClientProxy#createPacket', ClientProxy.prototype as unknown as Bag, 'createPacket'],
+  ['ClientKafka#emitBatch', ClientKafka.prototype as unknown as Bag, 'emitBatch'],
   ...[ClientTCP, ClientRedis, ClientNats, ClientRMQ, ClientMqtt, ClientKafka].map(
     (type): [string, Bag, string] => [`${type.name}#connect`, type.prototype as unknown as Bag, 'connect'],
   ),

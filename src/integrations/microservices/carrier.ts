@@ -1,4 +1,5 @@
 import { collectCarrier, type Carrier, type Lookup } from '../../propagation/carrier.js';
+import { kafkaHeaderLookup } from './kafka.js';
 
 /**
  * Where the server-side wrapper leaves the headers it unwrapped from a fallback envelope: on the
@@ -92,6 +93,9 @@ function lookupsFor(data: unknown, transport: unknown): Lookup[] {
     const lookup = ownValue(isObject(properties) ? properties.userProperties : undefined);
     return lookup === undefined ? [] : [lookup];
   }
+  // Kafka: KafkaContext#getMessage().headers (Buffers or strings, arrays of them when repeated).
+  const kafka = kafkaHeaderLookup(transport);
+  if (kafka !== undefined) return [kafka];
   // RabbitMQ: RmqContext#getMessage().properties.headers.
   if (typeof transport.getMessage === 'function' && typeof transport.getChannelRef === 'function') {
     const message = callMethod(transport, 'getMessage');

@@ -18,6 +18,7 @@ import { ContextConfigError, describe } from '../../errors.js';
 import { storage, type ContextRecord } from '../../record/context-record.js';
 import { outboundHeaders } from '../../propagation/inject.js';
 import { isEnvelope, wrapEnvelope } from './envelope.js';
+import { withKafkaBatch, withKafkaHeaders } from './kafka.js';
 import { loaded, loadOptionalDeps, type GrpcMetadataLike, type NatsHeadersLike } from './optional-deps.js';
 
 /**
@@ -25,7 +26,7 @@ import { loaded, loadOptionalDeps, type GrpcMetadataLike, type NatsHeadersLike }
  * Nest's packet metadata (`metadata`: TCP and Redis where the installed Nest has it), the fallback
  * envelope, or not at all. @internal
  */
-type Carriage = 'rmq' | 'nats' | 'mqtt' | 'metadata' | 'envelope' | 'none';
+type Carriage = 'rmq' | 'nats' | 'mqtt' | 'kafka' | 'metadata' | 'envelope' | 'none';
 
 function hasMethod(type: unknown, method: string): boolean {
   const proto = typeof type === 'function' ? (type as { prototype?: Record<string, unknown> }).prototype : undefined;
@@ -80,6 +81,7 @@ function envelopeForced(client: object): boolean {
 function carriageOf(client: object): Carriage {
   if (client instanceof ClientRMQ) return 'rmq';
   if (client instanceof ClientNats) return 'nats';
+  if (client instanceof ClientKafka) return 'kafka';
   if (client instanceof ClientMqtt) {
     const options = (client as unknown as { options?: { protocolVersion?: number } }).options;
     return options?.protocolVersion === 5 ? 'mqtt' : 'envelope';
@@ -128,7 +130,7 @@ function natsRecord(data: unknown, headers: Record<string, string>): NatsRecord 
 /**
  * Returns the payload to hand to `client.send/emit` so the message carries the active context:
  * the transport's own metadata where it has one (RabbitMQ headers, NATS headers, MQTT 5 user
- * properties), else the fallback envelope. Headers the caller set on a record win. Outside a
+ * properties, Kafka message headers), else the fallback envelope. Headers the caller set on a record win. Outside a
  * context, for a client it does not know, or where the context goes into `packet.metadata`
  * instead (see {@link withPacketMetadata}), returns `data` unchanged. Never throws.
  * @internal
@@ -161,6 +163,8 @@ export function withOutboundContext(client: object, data: unknown): unknown {
         }
         return new MqttRecord(data, { properties: { userProperties: headers } });
       }
+      case 'kafka':
+        return withKafkaHeaders(client, data, headers);
       case 'envelope':
         return wrapEnvelope(data, headers);
     }
@@ -263,14 +267,25 @@ function bindToCaller(source: Observable<unknown>, record: ContextRecord | undef
  * metadata, `createPacket` adds them) and the returned Observable is bound to the caller's context
  * (see {@link bindToCaller}).
  */
-function wrapSend(original: SendLike): SendLike {
+function wrapSend(original: SendLike, prepare: (client: object, data: unknown) => unknown = withOutboundContext): SendLike {
   const wrapped: Patched<SendLike> = function (this: ClientProxy, pattern, data) {
     const record = storage.getStore();
-    const out = original.call(this, pattern, withOutboundContext(this, data));
+    const out = original.call(this, pattern, prepare(this, data));
     return isObservable(out) ? bindToCaller(out, record) : out;
   };
   wrapped[ORIGINAL] = original;
   return wrapped;
+}
+
+/** `ClientKafka#emitBatch(pattern, { messages })`: each message carries the context, with its own parent id. */
+function wrapEmitBatch(original: SendLike): SendLike {
+  return wrapSend(original, (client, data) => {
+    try {
+      return withKafkaBatch(data, (message) => withOutboundContext(client, message));
+    } catch {
+      return data;
+    }
+  });
 }
 
 type ConnectLike = (this: ClientProxy, ...args: unknown[]) => unknown;
@@ -345,8 +360,8 @@ const CONNECTING_CLIENTS: readonly unknown[] = [ClientTCP, ClientRedis, ClientNa
 
 /**
  * Patches `ClientProxy` (send/emit, and `createPacket` where Nest has it, so a user's own
- * `setOnDispatchHook` cannot replace the context's packet metadata) and `ClientGrpcProxy`
- * (service methods) globally. @internal
+ * `setOnDispatchHook` cannot replace the context's packet metadata), `ClientKafka#emitBatch` and
+ * `ClientGrpcProxy` (service methods) globally. @internal
  */
 export function patchClients(): () => void {
   const proxy = ClientProxy.prototype as unknown as Target;
@@ -355,6 +370,7 @@ export function patchClients(): () => void {
     patch<SendLike>(proxy, 'send', wrapSend),
     patch<SendLike>(proxy, 'emit', wrapSend),
     patch<CreatePacketLike>(proxy, 'createPacket', wrapCreatePacket),
+    patch<SendLike>(ClientKafka.prototype as unknown as Target, 'emitBatch', wrapEmitBatch),
     ...CONNECTING_CLIENTS.map((type) => patchConnect(type)),
     patch<ServiceMethodFactory>(grpc, 'createUnaryServiceMethod', wrapServiceMethodFactory),
     patch<ServiceMethodFactory>(grpc, 'createStreamServiceMethod', wrapServiceMethodFactory),
@@ -373,16 +389,28 @@ export interface ClientPropagationOptions {
 }
 
 /**
+ * What {@link propagateContext} accepts besides a `ClientGrpcProxy`: any Nest client with `send` and
+ * `emit` — `ClientProxyFactory.create()`'s result or a concrete class such as `ClientRMQ`,
+ * `ClientKafka`, `ClientTCP` (whose typed events make them no `ClientProxy` of the default type).
+ */
+export interface MessageClientLike {
+  /** `ClientProxy#send`. */
+  send(pattern: never, data: never): unknown;
+  /** `ClientProxy#emit`. */
+  emit(pattern: never, data: never): unknown;
+}
+
+/**
  * Makes one client carry the context on every `send`/`emit` (or, for a gRPC client, on every
- * service method obtained afterwards through `getService`) — for apps that prefer not to install
- * propagation globally. Idempotent; returns the same client. NATS headers and gRPC metadata need
+ * service method obtained afterwards through `getService`, and for a Kafka client on every message
+ * of `emitBatch`) — for apps that prefer not to install propagation globally. Idempotent; returns the same client. NATS headers and gRPC metadata need
  * their library, loaded in the background: until it is, NATS messages use the envelope. On NestJS 12
  * TCP and Redis clients carry it in `packet.metadata` (see {@link ClientPropagationOptions.forceEnvelope}).
  *
  * @example
  * const billing = propagateContext(ClientProxyFactory.create({ transport: Transport.TCP, options }));
  */
-export function propagateContext<C extends ClientProxy | ClientGrpcProxy>(client: C, options?: ClientPropagationOptions): C {
+export function propagateContext<C extends MessageClientLike | ClientGrpcProxy>(client: C, options?: ClientPropagationOptions): C {
   const forceEnvelope = checkForceEnvelope(options, 'propagateContext()');
   void loadOptionalDeps();
   const target = client as unknown as Target;
@@ -395,6 +423,7 @@ export function propagateContext<C extends ClientProxy | ClientGrpcProxy>(client
     patchInstance<SendLike>(target, 'emit', wrapSend);
     patchInstance<CreatePacketLike>(target, 'createPacket', wrapCreatePacket);
     patchInstance<ConnectLike>(target, 'connect', wrapConnect);
+    if (client instanceof ClientKafka) patchInstance<SendLike>(target, 'emitBatch', wrapEmitBatch);
   }
   return client;
 }

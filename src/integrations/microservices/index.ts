@@ -6,5 +6,5 @@
  */
 export { ContextMicroservicesModule } from './module.js';
 export { propagateGlobalClients, type ContextMicroservicesOptions } from './install.js';
-export { propagateContext, type ClientPropagationOptions } from './client.js';
+export { propagateContext, type ClientPropagationOptions, type MessageClientLike } from './client.js';
 export { CONTEXT_ENVELOPE_KEY, type ContextEnvelope } from './envelope.js';

@@ -52,7 +52,7 @@ export class MicroservicesPropagation implements OnModuleInit {
 
 /**
  * Carries the context across `@nestjs/microservices` transports (TCP, Redis, NATS, RabbitMQ, MQTT,
- * gRPC) with zero per-call code: every `ClientProxy.send`/`emit` and gRPC call made inside a context
+ * gRPC, Kafka) with zero per-call code: every `ClientProxy.send`/`emit` and gRPC call made inside a context
  * carries the correlation id, `traceparent` (fresh parent id per message), `tracestate` and baggage,
  * and every `@MessagePattern`/`@EventPattern`/`@GrpcMethod` handler runs inside a context restored
  * from its message. Import it once, next to `ContextModule.forRoot()`, in every app that sends or

@@ -1,4 +1,4 @@
-import { Server, ServerGrpc } from '@nestjs/microservices';
+import { Server, ServerGrpc, ServerKafka } from '@nestjs/microservices';
 import { ListenersController } from '@nestjs/microservices/listeners-controller.js';
 import type { ContextHost } from '../../runtime/context-host.js';
 import { runInRecord, storage, type ContextRecord } from '../../record/context-record.js';
@@ -211,10 +211,11 @@ function wrapRegisterPatternHandlers(original: RegisterPatternHandlers): Registe
 
 /**
  * Patches `ListenersController#registerPatternHandlers`, which tells which app's handlers Nest is
- * registering, and `Server#addHandler` (every transport, including custom ones extending `Server`)
- * and `ServerGrpc#addHandler`, so the handlers of apps that import `ContextMicroservicesModule`,
- * registered from now on, unwrap the fallback envelope and open their own app's context (gRPC calls
- * also deliver their events in it). Returns the undo step, which puts Nest's methods back. @internal
+ * registering, and `Server#addHandler` (every transport, including custom ones extending `Server`),
+ * `ServerGrpc#addHandler` and `ServerKafka#addHandler` (NestJS 12), so the handlers of apps that
+ * import `ContextMicroservicesModule`, registered from now on, unwrap the fallback envelope and open
+ * their own app's context (gRPC calls also deliver their events in it). Returns the undo step, which
+ * puts Nest's methods back. @internal
  */
 export function patchServers(): () => void {
   const undo = [
@@ -224,6 +225,8 @@ export function patchServers(): () => void {
       'addHandler',
       (original) => wrapAddHandler(original, grpcCallIndex),
     ),
+    // NestJS 12's ServerKafka registers RegExp patterns itself, without Server#addHandler (on 11 this is a no-op).
+    patchMethod<AddHandler>(ServerKafka.prototype as unknown as Record<string, unknown>, 'addHandler', (original) => wrapAddHandler(original)),
     patchMethod<RegisterPatternHandlers>(
       ListenersController.prototype as unknown as Record<string, unknown>,
       'registerPatternHandlers',
