@@ -5,6 +5,7 @@ import { randomSpanId } from './ids.js';
 import { KNOWN_FLAGS } from './traceparent.js';
 import { formatTracestate } from './tracestate.js';
 import type { CarrierSetter } from './carrier.js';
+import { traceSourceOf, type OutboundKind } from '../record/trace-source.js';
 
 /**
  * What one record sends on every outgoing call, worked out on its first call and reused: the
@@ -79,9 +80,11 @@ function baggageOf(record: ContextRecord, parts: OutboundParts): string {
 /**
  * Writes what an outgoing call made now from `record` carries through `setter`: `traceparent`
  * (same trace id, a fresh parent id per call), `tracestate`, `baggage` and the correlation id
- * header. Every client and transport of the library writes through here. @internal
+ * header. Every client and transport of the library writes through here; an app's trace source
+ * (`record/trace-source.ts`) may write instead (`kind`: which kind of client asks). @internal
  */
-export function injectRecord<C>(record: ContextRecord, carrier: C, setter: CarrierSetter<C>): void {
+export function injectRecord<C>(record: ContextRecord, carrier: C, setter: CarrierSetter<C>, kind: OutboundKind = 'carrier'): void {
+  if (traceSourceOf(record.config)?.inject(record, carrier, setter, kind) === true) return;
   const parts = partsOf(record);
   setter.set(carrier, 'traceparent', parts.prefix + randomSpanId() + parts.suffix);
   if (parts.tracestate !== '') setter.set(carrier, 'tracestate', parts.tracestate);
