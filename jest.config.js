@@ -1,3 +1,6 @@
+/** ESM-only files under node_modules that CommonJS packages require() (see transform). */
+const REQUIRED_ESM = '/node_modules/(?:.+/)?content-disposition/dist/.+\\.js$';
+
 /** Jest in native ESM mode (NestJS 12 is ESM-only); ts-jest transpiles TypeScript per file. */
 export default {
   testEnvironment: 'node',
@@ -14,6 +17,11 @@ export default {
   },
   transform: {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json', diagnostics: false }],
+    // An ESM-only package that a CommonJS dependency require()s (mercurius → @fastify/static →
+    // content-disposition 3): Jest can load it that way only on Node 24.9+, so it is compiled to
+    // CommonJS for the older lines.
+    [REQUIRED_ESM]: ['ts-jest', { useESM: false, tsconfig: { allowJs: true, module: 'commonjs', moduleResolution: 'node' }, diagnostics: false }],
   },
+  transformIgnorePatterns: ['/node_modules/(?!(?:.+/)?(?:content-disposition)/dist/)'],
   testTimeout: 30000,
 };

@@ -4,6 +4,7 @@
 // so the traceparent/baggage rows appear as soon as src/propagation/{traceparent,baggage}.ts exist.
 import 'reflect-metadata';
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomUUID } from 'node:crypto';
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 
@@ -90,7 +91,9 @@ async function main(): Promise<void> {
   const generate = fn<() => string>(cid, 'generateCorrelationId', 'generateCorrelationId');
   const isValid = fn<(id: string) => boolean>(cid, 'isValidCorrelationId', 'isValidCorrelationId');
   const read = fn<(h: object, n: readonly string[], v: (id: string) => boolean) => string | undefined>(cid, 'readCorrelationId', 'readCorrelationId');
-  if (generate) bench('correlation id', 'generateCorrelationId()', () => generate());
+  if (generate) bench('correlation id', 'generateCorrelationId() (UUIDv7)', () => generate());
+  // Reference: the former default generator (a version 4 UUID from Node's own pooled random bytes).
+  bench('correlation id', 'crypto.randomUUID() (reference, UUIDv4)', () => randomUUID());
   if (isValid) {
     bench('correlation id', 'isValidCorrelationId(valid 36 chars)', () => isValid(VALID_ID));
     bench('correlation id', 'isValidCorrelationId(invalid)', () => isValid(INVALID_ID));

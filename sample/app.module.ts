@@ -1,10 +1,14 @@
 import { Module } from '@nestjs/common';
+import { GraphQLModule } from '@nestjs/graphql';
+import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
 import { ContextModule } from 'nestjs-context';
+import { ContextGraphQLModule } from 'nestjs-context/graphql';
 import { ContextLoggerModule } from 'nestjs-context/logger';
 import { ContextHttpModule } from 'nestjs-context/nestjs-axios';
 import { AppController } from './app.controller.js';
 import { CheckoutController } from './checkout.controller.js';
 import { AuditService, GreetingService } from './greeting.service.js';
+import { GreetingResolver } from './greeting.resolver.js';
 import { BAGGAGE_FIELDS, MyContext } from './my-context.js';
 
 /** The edge proxy's request id, prefixed so its origin shows in the logs; `undefined` gives the default id. */
@@ -14,7 +18,8 @@ function edgeRequestId(header: string | string[] | undefined): string | undefine
 
 /**
  * The gateway: the seed example at `GET /`, and `GET /checkout/:item`, which calls the orders
- * service (`ORDERS_URL`, default http://127.0.0.1:3001) through a propagating `HttpService`.
+ * service (`ORDERS_URL`, default http://127.0.0.1:3001) through a propagating `HttpService`; and
+ * `POST /graphql` (Apollo), whose `hello` query answers like `GET /`.
  */
 @Module({
   imports: [
@@ -32,8 +37,10 @@ function edgeRequestId(header: string | string[] | undefined): string | undefine
     ContextHttpModule.registerAsync({
       useFactory: () => ({ baseURL: process.env.ORDERS_URL ?? 'http://127.0.0.1:3001', timeout: 5000 }),
     }),
+    GraphQLModule.forRoot<ApolloDriverConfig>({ driver: ApolloDriver, autoSchemaFile: true, graphiql: false }),
+    ContextGraphQLModule.forRoot(),
   ],
   controllers: [AppController, CheckoutController],
-  providers: [GreetingService, AuditService],
+  providers: [GreetingService, AuditService, GreetingResolver],
 })
 export class AppModule {}

@@ -18,6 +18,7 @@ if (!demo) {
       `  curl -i ${gateway}/                                       # the seed example: a new correlation id on every call`,
       `  curl -i ${gateway}/ -H 'x-request-id: my-id-1'            # your id is adopted and echoed`,
       `  curl -i ${gateway}/checkout/book -H 'x-request-id: my-id-2' # one id through HTTP, TCP and BullMQ; watch the log lines`,
+      `  curl -i ${gateway}/graphql -H 'x-request-id: my-id-3' -H 'content-type: application/json' -d '{"query":"{ hello { correlationId message } }"}'`,
       'Ctrl-C stops it. `npm run sample -- --demo` runs one request through the chain and exits.',
       '',
       '',

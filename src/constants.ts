@@ -14,6 +14,16 @@ export const CONTEXT_INTERCEPTOR_ON = Symbol.for('nestjs-context:interceptor-on'
  */
 export const RECORD_KEY = Symbol.for('nestjs-context:record');
 
+/**
+ * Key under which an instrumentation that reads a request or message before this library does
+ * (`nestjs-context/observe`: `@nestjs/observe`'s processing hooks) leaves the id it minted for it, on
+ * the Node request or the transport's per-message context object. When the app accepts no inbound
+ * id for that request, its record adopts this id (if it passes the app's `validate`) instead of
+ * generating one, so both share one id. `Symbol.for`, so every build and copy of the package agree.
+ * @internal
+ */
+export const MINTED_ID_KEY = Symbol.for('nestjs-context:minted-id');
+
 /** Default inbound headers read for a correlation id, in order. @internal */
 export const DEFAULT_REQUEST_HEADERS: readonly string[] = ['x-request-id', 'x-correlation-id'];
 

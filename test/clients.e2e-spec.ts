@@ -22,6 +22,7 @@ import { ContextModule, ContextService, currentContext, type ContextModuleOption
 import { ContextHost } from '../src/runtime/context-host.js';
 import { MyContext } from './fixtures/app-context.js';
 import { bootApp, platforms } from './utils/platforms.js';
+import { DEFAULT_ID } from './utils/ids.js';
 
 /**
  * Issue #17, "ids for clients": the id exposed to browser code through CORS, in the body of error
@@ -82,7 +83,7 @@ function exposed(value: string | undefined): string[] {
 }
 
 const ORIGIN = 'http://web.example';
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const UUID = DEFAULT_ID;
 
 describe.each(platforms)('ids for clients (%s)', (_name, makeAdapter) => {
   const apps: INestApplication[] = [];

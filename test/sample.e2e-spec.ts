@@ -36,6 +36,16 @@ describe.each(platforms)('the sample app (%s)', (_name, makeAdapter) => {
     expect(first.body.correlationId).not.toBe(second.body.correlationId);
   });
 
+  it('POST /graphql answers the hello query in the request context', async () => {
+    const res = await request(app.getHttpServer())
+      .post('/graphql')
+      .set('x-request-id', 'my-id-3')
+      .send({ query: '{ hello { correlationId message } }' })
+      .expect(200);
+    expect(res.headers['x-request-id']).toBe('my-id-3');
+    expect(res.body).toEqual({ data: { hello: { correlationId: 'my-id-3', message: 'hello demo-user, your request is my-id-3' } } });
+  });
+
   it('honours a valid inbound id', async () => {
     const res = await request(app.getHttpServer()).get('/').set('x-request-id', 'my-id-1').expect(200);
     expect(res.body.correlationId).toBe('my-id-1');

@@ -8,6 +8,7 @@ import type { RegisteredContext } from './current-context.js';
 import type { BaggageMember, TraceInfo } from '../interfaces/trace-info.interface.js';
 import { headerMapSetter, type CarrierGetter, type CarrierSetter } from '../propagation/carrier.js';
 import { injectActive } from './current-context.js';
+import { markInternal } from '../runtime/internal.js';
 
 /**
  * Options of {@link ContextService.run}. Everything is optional: without options, `run()` opens a
@@ -191,3 +192,6 @@ export class ContextService<T extends object = RegisteredContext> {
     return injectActive(carrier, setter ?? (headerMapSetter as CarrierSetter<C>));
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextService);

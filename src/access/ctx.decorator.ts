@@ -2,11 +2,28 @@ import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import { ContextNotActiveError } from '../errors.js';
 import { recordOfRequest, storage, type ContextRecord } from '../record/context-record.js';
 
-/** The active record; for HTTP, where the async chain was lost, the request's own. */
+/**
+ * The active record; where the async chain was lost, the HTTP request's own: for HTTP handlers the
+ * first argument, for GraphQL resolvers (`@nestjs/graphql`) the `req` of their context object (the
+ * third argument).
+ */
 function recordOf(ctx: ExecutionContext): ContextRecord | undefined {
   const active = storage.getStore();
-  if (active !== undefined || ctx.getType() !== 'http') return active;
-  return recordOfRequest(ctx.getArgByIndex<unknown>(0));
+  if (active !== undefined) return active;
+  const type = ctx.getType<string>();
+  if (type === 'http') return recordOfRequest(ctx.getArgByIndex<unknown>(0));
+  if (type === 'graphql') return recordOfRequest(requestOf(ctx.getArgByIndex<unknown>(2)));
+  return undefined;
+}
+
+/** The `req` of a GraphQL context object, or `undefined` (never throws). */
+function requestOf(gqlContext: unknown): unknown {
+  if (gqlContext === null || typeof gqlContext !== 'object') return undefined;
+  try {
+    return (gqlContext as { req?: unknown }).req;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -2,6 +2,7 @@ import { Injectable, InternalServerErrorException, type CallHandler, type Execut
 import type { Observable } from 'rxjs';
 import { ContextHost } from '../runtime/context-host.js';
 import { runInRecord, storage } from '../record/context-record.js';
+import { markInternal } from '../runtime/internal.js';
 
 /**
  * The global interceptor that enters the context around every handler. On HTTP the context is
@@ -26,3 +27,6 @@ export class ContextInterceptor implements NestInterceptor {
     return runInRecord(record, () => next.handle());
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextInterceptor);

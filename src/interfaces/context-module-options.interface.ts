@@ -47,7 +47,7 @@ export interface CorrelationIdOptions {
    * Makes a fresh id when no valid inbound one is taken; it receives a {@link GenerateInput} (the
    * request, message or job metadata, or just the source) to derive one from. Return `undefined` for
    * the default id. An id it returns that `validate` rejects is replaced by the default id, and the
-   * first one is logged as a warning. Default: `crypto.randomUUID()`.
+   * first one is logged as a warning. Default: a time-ordered UUID version 7 (RFC 9562), made without a dependency.
    */
   generate?: (input: GenerateInput) => string | undefined;
   /** Whether inbound ids are honoured at all. Default: the module's `trustInbound`. */

@@ -22,6 +22,7 @@ import type {
   ContextModuleOptions,
   ContextModuleStaticOptions,
 } from '../interfaces/context-module-options.interface.js';
+import { markInternal } from '../runtime/internal.js';
 
 /**
  * Gives every request a context object of your class, reachable through `@Ctx()`, `ContextService`,
@@ -152,3 +153,6 @@ export class ContextModule implements NestModule, OnModuleInit, OnApplicationBoo
     if (errorBodyField !== undefined) this.host.onClose(mountErrorBody(this.adapterHost?.httpAdapter, this.host.options, errorBodyField));
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextModule);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { isHeaderValue, isValidCorrelationId, readCorrelationId } from './correlation-id.js';
+import { generateCorrelationId, isHeaderValue, isValidCorrelationId, readCorrelationId } from './correlation-id.js';
 
 /** The documented rule, as a regular expression: the loop must agree with it on every string. */
 const RULE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -76,6 +76,18 @@ describe('readCorrelationId: the first valid value wins, whatever the source', (
 
   it('a validator that accepts the whole joined value gets it whole', () => {
     expect(readCorrelationId({ 'x-request-id': 'a, b' }, names, () => true)).toBe('a, b');
+  });
+});
+
+describe('generateCorrelationId (the default generator)', () => {
+  it('makes time-ordered UUIDv7s that pass the default check and can be sent as a header', () => {
+    const ids = Array.from({ length: 1000 }, () => generateCorrelationId());
+    for (const id of ids) {
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(isValidCorrelationId(id)).toBe(true);
+      expect(isHeaderValue(id)).toBe(true);
+    }
+    expect([...ids].sort()).toEqual(ids);
   });
 });
 

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { uuidV7 } from './ids.js';
 
 /** 1 for the characters the default check allows (`[A-Za-z0-9._:-]`), by char code below 128. */
 const ID_CHARS = new Uint8Array(128);
@@ -20,9 +20,12 @@ export function isValidCorrelationId(id: string): boolean {
   return true;
 }
 
-/** The default correlation id generator: a random (version 4) UUID. */
+/**
+ * The default correlation id generator: a UUID version 7 (RFC 9562), time-ordered, so logs and
+ * stores can find a request by time without a scan; see `uuidV7()` for the layout and the ordering.
+ */
 export function generateCorrelationId(): string {
-  return randomUUID();
+  return uuidV7();
 }
 
 /**

@@ -1,6 +1,7 @@
 import { jest } from '@jest/globals';
 import fc from 'fast-check';
-import { isValidSpanId, isValidTraceId, randomSpanId, randomTraceId } from './ids.js';
+import { isValidCorrelationId } from './correlation-id.js';
+import { isValidSpanId, isValidTraceId, randomSpanId, randomTraceId, uuidV7 } from './ids.js';
 
 const T = '4bf92f3577b34da6a3ce929d0e0e4736';
 const P = '00f067aa0ba902b7';
@@ -61,6 +62,94 @@ describe('randomTraceId / randomSpanId', () => {
     const seen = Array.from({ length: 32 }, () => new Set<string>());
     for (let i = 0; i < 2000; i++) [...randomTraceId()].forEach((c, j) => seen[j]?.add(c));
     for (const digits of seen) expect(digits.size).toBe(16);
+  });
+});
+
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** The 48-bit millisecond timestamp of a UUIDv7. */
+const msOf = (id: string): number => parseInt(id.slice(0, 8) + id.slice(9, 13), 16);
+/** The 12-bit `rand_a` field (our counter) of a UUIDv7. */
+const counterOf = (id: string): number => parseInt(id.slice(15, 18), 16);
+
+describe('uuidV7 (RFC 9562)', () => {
+  afterEach(() => jest.restoreAllMocks());
+
+  it('has the RFC 9562 layout: 8-4-4-4-12 lowercase hex, version 7, variant 10, and passes the default check', () => {
+    for (let i = 0; i < 3000; i++) {
+      const id = uuidV7();
+      expect(id).toMatch(UUID_V7);
+      expect(isValidCorrelationId(id)).toBe(true);
+      const bytes = Buffer.from(id.replace(/-/g, ''), 'hex');
+      expect(bytes).toHaveLength(16);
+      expect((bytes[6] as number) >> 4).toBe(7); // version
+      expect((bytes[8] as number) >> 6).toBe(0b10); // variant
+    }
+  });
+
+  it('carries the Unix time in milliseconds in its first 48 bits', () => {
+    const before = Date.now();
+    const id = uuidV7();
+    const after = Date.now();
+    // The id may run ahead of the clock by the counter rollovers of the test before, never behind.
+    expect(msOf(id)).toBeGreaterThanOrEqual(before);
+    expect(msOf(id)).toBeLessThanOrEqual(after + 10);
+  });
+
+  it('encodes a given time exactly (all 48 bits, above 2^32 too)', () => {
+    jest.spyOn(Date, 'now').mockReturnValue(0xfedc_ba98_7654);
+    expect(uuidV7().slice(0, 13)).toBe('fedcba98-7654');
+  });
+
+  it('is strictly increasing, as a string, across many ids (many per millisecond)', () => {
+    const ids = Array.from({ length: 50_000 }, () => uuidV7());
+    for (let i = 1; i < ids.length; i++) {
+      if (!((ids[i] as string) > (ids[i - 1] as string))) throw new Error(`not increasing at ${i}: ${ids[i - 1]} then ${ids[i]}`);
+    }
+    expect(new Set(ids.map(msOf)).size).toBeLessThan(ids.length); // several ids shared a millisecond
+  });
+
+  it('is unique across many ids', () => {
+    const ids = new Set(Array.from({ length: 100_000 }, () => uuidV7()));
+    expect(ids.size).toBe(100_000);
+  });
+
+  it('starts each millisecond at a random counter below 2048 and counts up by one within it', () => {
+    let ms = 0xfedc_ba98_7654 + 1_000;
+    jest.spyOn(Date, 'now').mockImplementation(() => ms);
+    const starts = new Set<number>();
+    for (let tick = 0; tick < 200; tick++) {
+      ms += 1;
+      const first = uuidV7();
+      const second = uuidV7();
+      expect(msOf(first)).toBe(ms);
+      expect(msOf(second)).toBe(ms);
+      expect(counterOf(first)).toBeLessThan(2048);
+      expect(counterOf(second)).toBe(counterOf(first) + 1);
+      starts.add(counterOf(first));
+    }
+    expect(starts.size).toBeGreaterThan(150); // random starts, not a fixed one
+  });
+
+  it('takes the next millisecond when the counter runs out, and stays ordered', () => {
+    const ms = 0xfedc_ba98_7654 + 2_000;
+    jest.spyOn(Date, 'now').mockReturnValue(ms);
+    const ids = Array.from({ length: 4200 }, () => uuidV7());
+    expect(msOf(ids[0] as string)).toBe(ms);
+    expect(msOf(ids.at(-1) as string)).toBe(ms + 1); // at most 4096 ids in one millisecond
+    for (let i = 1; i < ids.length; i++) expect((ids[i] as string) > (ids[i - 1] as string)).toBe(true);
+  });
+
+  it('holds the last millisecond when the clock steps back a little, follows it after a step of more than 10 s', () => {
+    let ms = 0xfedc_ba98_7654 + 3_000;
+    jest.spyOn(Date, 'now').mockImplementation(() => ms);
+    const a = uuidV7();
+    ms -= 5_000; // the clock steps back 5 s: the ids keep the last millisecond
+    const b = uuidV7();
+    expect(msOf(b)).toBe(msOf(a));
+    expect(b > a).toBe(true);
+    ms -= 20_000; // 25 s behind: the ids follow the clock
+    expect(msOf(uuidV7())).toBe(ms);
   });
 });
 

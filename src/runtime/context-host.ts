@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Inject, Injectable, Logger, Optional, type ExecutionContext, type Type } from '@nestjs/common';
-import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS, RECORD_KEY } from '../constants.js';
+import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS, MINTED_ID_KEY, RECORD_KEY } from '../constants.js';
 import { resolveOptions, type ResolvedContextOptions } from './options.js';
 import { ContextRecord, isContextRecord, recordOfRequest, storage } from '../record/context-record.js';
 import { collectCarrier, getterLookup, headerMapGetter, TRACE_FIELDS, type Carrier, type CarrierGetter, type Lookup } from '../propagation/carrier.js';
@@ -13,6 +13,7 @@ import { ContextCallbackError } from '../errors.js';
 import { linkOptions } from './apps.js';
 import { describeError } from './options.js';
 import type { HttpEnter } from '../entry/http-entry.js';
+import { markInternal } from './internal.js';
 
 /** A request object as the adapters hand it out: Node's own, or Fastify's wrapper with `.raw`. */
 type AnyRequest = IncomingMessage & { [RECORD_KEY]?: ContextRecord; raw?: IncomingMessage & { [RECORD_KEY]?: ContextRecord } };
@@ -29,6 +30,16 @@ export interface OpenOptions<T> {
   correlationId?: string;
   context?: T;
   source?: ContextSource;
+}
+
+/** How {@link ContextHost.fromCarrier} reads one carrier, beyond the defaults. @internal */
+export interface CarrierEntry {
+  /** Trust the carrier whatever the app's policy says. Default: `false`. */
+  trusted?: boolean;
+  /** The correlation id headers, in priority order. Default: the app's `requestHeaders`. */
+  idHeaders?: readonly string[];
+  /** Where an instrumentation may have left the id it minted (a message's transport context). Default: the request. */
+  anchor?: object;
 }
 
 /** Options of {@link ContextHost.continueFrom}. @internal */
@@ -172,7 +183,7 @@ export class ContextHost<T extends object = object> {
     if (record !== undefined && record.config !== this.options) record = undefined;
     if (record === undefined) {
       const carrier = this.extract(type, data, transport);
-      record = carrier === undefined ? this.create({ source: type }) : this.fromCarrier(carrier, type);
+      record = carrier === undefined ? this.create({ source: type, correlationId: this.mintedFor(anchor) }) : this.fromCarrier(carrier, type, undefined, { anchor });
     }
     if (anchor !== undefined) {
       try {
@@ -208,22 +219,18 @@ export class ContextHost<T extends object = object> {
   /**
    * Creates a record from inbound propagation headers (HTTP headers or message metadata in the
    * normalized {@link Carrier} form), honouring the trust policy for each kind; the trust predicates
-   * receive `request` (HTTP only; without a request a predicate policy trusts nothing). `trusted`
-   * overrides the policy for a carrier the app vouches for by where it comes from (its own job
-   * store, a consumer's explicit choice). The correlation id is the first value among the headers
-   * `idHeaders` (in order; a header may hold several candidates) that passes `validate`, else a
-   * generated one; trace and baggage are read from the carrier on first use. A failing callback
+   * receive `request` (HTTP only; without a request a predicate policy trusts nothing).
+   * `how.trusted` overrides the policy for a carrier the app vouches for by where it comes from (its
+   * own job store, a consumer's explicit choice). The correlation id is the first value among the
+   * headers `how.idHeaders` (default: the app's request headers; in order, a header may hold several
+   * candidates) that passes `validate`; without one, the id an instrumentation minted for this
+   * request (on `request`, or on `how.anchor` for a message; see `MINTED_ID_KEY`) is adopted, else
+   * one is generated. Trace and baggage are read from the carrier on first use. A failing callback
    * gives a record with a default id and no inbound data, reported once through Nest's logger.
    */
-  fromCarrier(
-    carrier: Carrier,
-    source: ContextSource,
-    request?: IncomingMessage,
-    trusted = false,
-    idHeaders: readonly string[] = this.options.requestHeaders,
-  ): ContextRecord<T> {
+  fromCarrier(carrier: Carrier, source: ContextSource, request?: IncomingMessage, how?: CarrierEntry): ContextRecord<T> {
     try {
-      return this.readCarrier(carrier, source, request, trusted, idHeaders);
+      return this.readCarrier(carrier, source, request, how);
     } catch (error) {
       return this.failed(source, request, error);
     }
@@ -236,7 +243,7 @@ export class ContextHost<T extends object = object> {
    */
   fromLookups(lookups: readonly Lookup[], source: ContextSource, trusted = false): ContextRecord<T> {
     const carrier = collectCarrier(lookups, this.inboundFields, this.idFields);
-    return carrier === undefined ? this.create({ source }) : this.fromCarrier(carrier, source, undefined, trusted);
+    return carrier === undefined ? this.create({ source }) : this.fromCarrier(carrier, source, undefined, { trusted });
   }
 
   /**
@@ -249,7 +256,7 @@ export class ContextHost<T extends object = object> {
     const normalized = collectCarrier([lookup], this.inboundFields, this.idFields);
     const source = options.source ?? 'manual';
     if (normalized === undefined) return this.create({ ...options, source });
-    const read = this.fromCarrier(normalized, source, undefined, options.trusted === true);
+    const read = this.fromCarrier(normalized, source, undefined, { trusted: options.trusted === true });
     if ((options.correlationId === undefined && options.context === undefined) || read.failure !== undefined) return read;
     // The same inbound data under the same trust, with the caller's id and object.
     const id = options.correlationId ?? read.correlationId;
@@ -257,17 +264,19 @@ export class ContextHost<T extends object = object> {
     return read.withIdentity(id, given);
   }
 
-  private readCarrier(carrier: Carrier, source: ContextSource, request: IncomingMessage | undefined, trusted: boolean, idHeaders: readonly string[]): ContextRecord<T> {
+  private readCarrier(carrier: Carrier, source: ContextSource, request: IncomingMessage | undefined, how: CarrierEntry | undefined): ContextRecord<T> {
     const o = this.options;
-    if (trusted || o.trustsAll) {
+    const idHeaders = how?.idHeaders ?? o.requestHeaders;
+    const anchor = how === undefined || !('anchor' in how) ? request : how.anchor;
+    if (how?.trusted === true || o.trustsAll) {
       const id = readCorrelationId(carrier, idHeaders, o.validate);
-      return new ContextRecord<T>(o, id ?? o.generate(source, request, carrier), source, request, carrier, carrier);
+      return new ContextRecord<T>(o, id ?? this.mintedFor(anchor) ?? o.generate(source, request, carrier), source, request, carrier, carrier);
     }
     const cache = new TrustCache(request);
     const id = cache.allows(o.trustCorrelationId) ? readCorrelationId(carrier, idHeaders, o.validate) : undefined;
     return new ContextRecord<T>(
       o,
-      id ?? o.generate(source, request, carrier),
+      id ?? this.mintedFor(anchor) ?? o.generate(source, request, carrier),
       source,
       request,
       cache.allows(o.trustTrace) ? carrier : undefined,
@@ -293,6 +302,21 @@ export class ContextHost<T extends object = object> {
     const id = options.correlationId ?? this.generate(options.source ?? 'manual');
     const given = options.context === undefined ? undefined : this.options.fill(options.context, id);
     return new ContextRecord<T>(this.options, id, options.source ?? 'manual', undefined, undefined, undefined, given);
+  }
+
+  /**
+   * The id an instrumentation that saw this request or message first minted for it (see
+   * `MINTED_ID_KEY`), when it passes the app's `validate`; `undefined` otherwise (no anchor, no id,
+   * an id the app refuses, or a validator that throws — then the app generates one as usual).
+   */
+  private mintedFor(anchor: object | undefined): string | undefined {
+    if (anchor === undefined) return undefined;
+    try {
+      const id = (anchor as { [MINTED_ID_KEY]?: unknown })[MINTED_ID_KEY];
+      return typeof id === 'string' && this.options.validate(id) ? id : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** A fresh correlation id from the app's generator; the default one (reported) when that fails. */
@@ -365,3 +389,6 @@ class TrustCache {
     return this.lastResult;
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextHost);

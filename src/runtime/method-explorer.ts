@@ -3,6 +3,7 @@ import type { DiscoveryService } from '@nestjs/core';
 import { hostOfInstance, hostOfRecord } from './apps.js';
 import type { ContextHost } from './context-host.js';
 import { storage } from '../record/context-record.js';
+import { markInternal } from './internal.js';
 
 // ---------------------------------------------------------------------------------------------
 // Method helpers that keep decorator metadata (internal, shared with @WithContext()).
@@ -376,3 +377,6 @@ export function classOf(instance: unknown): object | undefined {
   const type = (instance as { constructor?: unknown }).constructor;
   return typeof type === 'function' ? type : undefined;
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(MethodExplorer);

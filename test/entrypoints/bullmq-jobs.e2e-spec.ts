@@ -10,6 +10,7 @@ import { MyContext } from '../fixtures/app-context.js';
 import { brokers, requireBroker, uniqueName } from '../utils/brokers.js';
 import { Log, sleep } from './log.js';
 import { CaptureLogger } from '../utils/capture-logger.js';
+import { DEFAULT_ID } from '../utils/ids.js';
 
 /**
  * BullMQ job metadata: a failing `validate`/`generate` never fails the job, every candidate of a
@@ -18,7 +19,7 @@ import { CaptureLogger } from '../utils/capture-logger.js';
  */
 
 const REDIS = { host: brokers.redis.host, port: brokers.redis.port };
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const UUID = DEFAULT_ID;
 const APP = Symbol('app label');
 
 interface Ran {

@@ -17,6 +17,7 @@ import request from 'supertest';
 import { ContextModule, ContextService, currentContext, type ContextModuleOptions } from '../../src/index.js';
 import { MyContext } from '../fixtures/app-context.js';
 import { bootApp, platforms } from '../utils/platforms.js';
+import { DEFAULT_ID } from '../utils/ids.js';
 
 /** Captures what the library reports through Nest's logger. */
 class CaptureLogger implements LoggerService {
@@ -43,7 +44,7 @@ function moduleWith(options: ContextModuleOptions<MyContext>, interceptor: boole
   return CallbackModule;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const UUID = DEFAULT_ID;
 
 /** The four reproductions of issue #12: each killed the process with one request. */
 const reproductions: [label: string, options: ContextModuleOptions<MyContext>, headers: Record<string, string>, cause: RegExp][] = [

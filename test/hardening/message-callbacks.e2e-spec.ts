@@ -12,8 +12,9 @@ import { ContextScheduleModule } from 'nestjs-context/schedule';
 import { MyContext } from '../fixtures/app-context.js';
 import { freePort } from '../utils/brokers.js';
 import { CaptureLogger } from '../utils/capture-logger.js';
+import { DEFAULT_ID } from '../utils/ids.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const UUID = DEFAULT_ID;
 
 const throwingValidate: ContextModuleOptions<MyContext> = {
   correlationId: { validate: (id: string) => /^[\w-]+$/.test(decodeURIComponent(id)) },

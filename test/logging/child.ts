@@ -18,11 +18,12 @@ function* tsFiles(dir: string): Generator<string> {
  * Transpiles `src/` and the test helpers to plain JavaScript (ESM, or CommonJS for `src/` only) in a
  * temporary directory, for code that must run in a real Node process rather than under Jest: packages
  * Jest cannot load on Node 20 (nest-winston requires the ESM-only @nestjs/common), a missing peer
- * dependency, sample output. `without` lists packages left out of its `node_modules`.
+ * dependency, sample output. `without` lists packages left out of its `node_modules`; `dirs`, the
+ * test folders transpiled besides `src/` and `test/utils` (default: `test/logging`).
  */
-export function transpile(options: { without?: readonly string[]; commonjs?: boolean } = {}): string {
+export function transpile(options: { without?: readonly string[]; commonjs?: boolean; dirs?: readonly string[] } = {}): string {
   const out = mkdtempSync(join(tmpdir(), 'nestjs-context-logging-'));
-  const dirs = options.commonjs ? ['src'] : ['src', 'test/logging', 'test/utils'];
+  const dirs = options.commonjs ? ['src'] : ['src', 'test/utils', ...(options.dirs ?? ['test/logging'])];
   for (const dir of dirs) {
     for (const file of tsFiles(join(ROOT, dir))) {
       const { outputText } = ts.transpileModule(readFileSync(file, 'utf8'), {

@@ -20,6 +20,7 @@ import { isContextRecord, runInRecord, storage, type ContextRecord } from '../..
 import { outboundHeaders } from '../../propagation/inject.js';
 import { AppBindings, MethodExplorer, type AnyMethod, type AppBinding, type WrapperMaker } from '../../runtime/method-explorer.js';
 import { hostOrThrow, resolveHost } from '../../runtime/apps.js';
+import { markInternal } from '../../runtime/internal.js';
 
 /**
  * The job option under which the producer's context travels with a job (in `job.opts`, never in
@@ -149,7 +150,7 @@ function recordForJob(host: ContextHost, job: JobLike, trust: boolean | undefine
   const names = trust === false ? undefined : jobIdHeaders(host);
   const carrier = names === undefined ? undefined : readJobContext(job, names);
   const record =
-    carrier === undefined ? host.create({ source: JOB_CONTEXT_SOURCE }) : host.fromCarrier(carrier, JOB_CONTEXT_SOURCE, undefined, trust === true, names);
+    carrier === undefined ? host.create({ source: JOB_CONTEXT_SOURCE }) : host.fromCarrier(carrier, JOB_CONTEXT_SOURCE, undefined, { trusted: trust === true, idHeaders: names });
   try {
     Object.defineProperty(job, JOB_RECORD, { value: record, configurable: true, writable: true, enumerable: false });
   } catch {
@@ -395,3 +396,6 @@ export class ContextBullModule {
     };
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextBullExplorer, ContextBullModule);

@@ -17,6 +17,7 @@ import { ContextHost } from '../../runtime/context-host.js';
 import { storage } from '../../record/context-record.js';
 import { AppBindings, MethodExplorer, type AnyMethod, type WrapperMaker } from '../../runtime/method-explorer.js';
 import { hostOrThrow } from '../../runtime/apps.js';
+import { markInternal } from '../../runtime/internal.js';
 
 /**
  * How an `@OnEvent()` listener gets its context:
@@ -134,3 +135,6 @@ export class ContextEventEmitterModule {
     };
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextEventExplorer, ContextEventEmitterModule);

@@ -4,6 +4,7 @@ import { ContextConfigError, describe } from '../../errors.js';
 import { mountEntry } from '../../entry/http-entry.js';
 import { createAccessLog, resolveAccessLog, type AccessLogOptions } from './access-log.js';
 import { ContextLogger, type ContextLoggerOptions } from './context-logger.js';
+import { markInternal } from '../../runtime/internal.js';
 
 const LOGGER_MODULE_OPTIONS = Symbol.for('nestjs-context:logger-module-options');
 
@@ -63,3 +64,6 @@ export class ContextLoggerModule implements NestModule {
     if (accessLog !== undefined) mountEntry(this.adapterHost?.httpAdapter, createAccessLog(accessLog));
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextLoggerModule);

@@ -1,5 +1,7 @@
 import { ConsoleLogger, type ConsoleLoggerOptions, type LogLevel } from '@nestjs/common';
-import { LogFieldReader, type LoggerOwnKeys, type LogFields, type LogFieldsOptions } from '../../logging/fields.js';
+import { LogFieldReader, RENAMED_FIELD_PREFIX, type LoggerOwnKeys, type LogFields, type LogFieldsOptions } from '../../logging/fields.js';
+import { instrumentationTraceId } from '../../runtime/internal.js';
+import { markInternal } from '../../runtime/internal.js';
 
 /** Options of {@link ContextLogger}: Nest's `ConsoleLoggerOptions` plus which context fields to log. */
 export interface ContextLoggerOptions extends ConsoleLoggerOptions, LogFieldsOptions {}
@@ -28,6 +30,26 @@ interface JsonLogObject {
 }
 
 const NEEDS_QUOTES = /[\s"=[\]]/;
+
+/** The key `@nestjs/observe`'s logger augmentation writes its trace id under on JSON lines. */
+const OBSERVE_JSON_KEY = 'traceId';
+
+let seenFormatMessage: unknown;
+let observeAugments = false;
+
+/**
+ * Whether `@nestjs/observe` has patched `ConsoleLogger` to add its trace id to every line (its
+ * `attachTraceIdToLogs`, on by default): it leaves a `Symbol('observe:logger_patched')` watermark on
+ * the prototype. Looked up again only when `formatMessage` was replaced since the last look.
+ */
+function observeAugmentsConsoleLogger(): boolean {
+  const proto = ConsoleLogger.prototype as unknown as Record<PropertyKey, unknown>;
+  const current = proto.formatMessage;
+  if (current === seenFormatMessage) return observeAugments;
+  seenFormatMessage = current;
+  observeAugments = Object.getOwnPropertySymbols(proto).some((key) => key.description === 'observe:logger_patched' && proto[key] === true);
+  return observeAugments;
+}
 
 /**
  * The keys of `ConsoleLogger`'s JSON lines, which are also the parts of its text lines. A context
@@ -68,6 +90,8 @@ export function formatTextFields(fields: LogFields): string {
  */
 export class ContextLogger extends ConsoleLogger {
   private readonly fieldReader: LogFieldReader;
+  /** Key of the correlation id on lines (`false`: not logged). */
+  private readonly correlationIdKey: string | false;
 
   /** A logger without a context name and with `ConsoleLogger`'s defaults; logs no context fields. */
   constructor();
@@ -81,11 +105,29 @@ export class ContextLogger extends ConsoleLogger {
     super(...([contextOrOptions, options] as [string, ConsoleLoggerOptions]));
     const own = typeof contextOrOptions === 'string' ? options : (contextOrOptions ?? options);
     this.fieldReader = new LogFieldReader(own, 'ContextLogger', NEST_KEYS);
+    const keys = own?.keys;
+    this.correlationIdKey = keys?.correlationId === undefined ? 'correlationId' : keys.correlationId;
   }
 
-  /** The fields a line written here and now gets (`undefined` outside any context). */
+  /**
+   * The fields a line written here and now gets (`undefined` outside any context). With
+   * `@nestjs/observe`'s logger augmentation on (`Trace ID: …` on text lines, `traceId` on JSON lines),
+   * the correlation id is left out when Observe writes the same id on the line, and a field of ours
+   * named `traceId` (the W3C trace id) comes as `ctx_traceId` in both modes, so no line carries the
+   * request's id twice or two different values under one name.
+   */
   protected currentFields(): LogFields | undefined {
-    return this.fieldReader.current();
+    const fields = this.fieldReader.current();
+    if (fields === undefined || !observeAugmentsConsoleLogger()) return fields;
+    const theirs = instrumentationTraceId();
+    if (theirs === undefined) return fields; // Observe writes nothing on this line
+    const out: LogFields = {};
+    for (const key in fields) {
+      const value = fields[key] as LogFields[string];
+      if (key === this.correlationIdKey && value === theirs) continue;
+      out[key === OBSERVE_JSON_KEY ? `${RENAMED_FIELD_PREFIX}${key}` : key] = value;
+    }
+    return out;
   }
 
   /** Text mode: the context label, followed by the fields (`[correlationId=… traceId=… spanId=…]`). */
@@ -110,3 +152,6 @@ export class ContextLogger extends ConsoleLogger {
     return object;
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextLogger);

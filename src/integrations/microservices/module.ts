@@ -7,6 +7,7 @@ import { extractCarrier } from './carrier.js';
 import { checkForceEnvelope, requestEnvelope } from './client.js';
 import { acquirePropagation, type ContextMicroservicesOptions } from './install.js';
 import { loadOptionalDeps } from './optional-deps.js';
+import { markInternal } from '../../runtime/internal.js';
 
 /** Injection token of the options given to `ContextMicroservicesModule.forRoot()`. @internal */
 export const CONTEXT_MICROSERVICES_OPTIONS = Symbol.for('nestjs-context:microservices-options');
@@ -79,3 +80,6 @@ export class ContextMicroservicesModule {
     };
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(MicroservicesPropagation, ContextMicroservicesModule);

@@ -8,6 +8,7 @@ import { Inject, Injectable, Module, type DynamicModule, type OnModuleInit } fro
 import { HttpModule, HttpService, type HttpModuleAsyncOptions, type HttpModuleOptions } from '@nestjs/axios';
 import type { OutboundOptions } from '../../access/current-context.js';
 import { propagateContext } from '../axios/index.js';
+import { markInternal } from '../../runtime/internal.js';
 
 const OUTBOUND_OPTIONS = Symbol.for('nestjs-context:nestjs-axios-options');
 
@@ -53,3 +54,5 @@ export class ContextHttpModule {
   }
 }
 
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(HttpServicePropagation, ContextHttpModule);

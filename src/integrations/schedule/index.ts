@@ -10,6 +10,7 @@ import { ContextHost } from '../../runtime/context-host.js';
 import { storage } from '../../record/context-record.js';
 import { AppBindings, MethodExplorer, type AnyMethod, type AppBinding, type WrapperMaker } from '../../runtime/method-explorer.js';
 import { hostOrThrow } from '../../runtime/apps.js';
+import { markInternal } from '../../runtime/internal.js';
 
 /** The `ContextInit.source` of contexts opened for scheduled runs. */
 const SCHEDULE_CONTEXT_SOURCE = 'schedule';
@@ -69,3 +70,6 @@ export class ContextScheduleModule {
     return { module: ContextScheduleModule, global: true, imports: [DiscoveryModule], providers: [ContextScheduleExplorer] };
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextScheduleExplorer, ContextScheduleModule);

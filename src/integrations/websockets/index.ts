@@ -10,6 +10,7 @@ import { ApplicationConfig } from '@nestjs/core';
 import { ContextHost } from '../../runtime/context-host.js';
 import { runInRecord, type Carrier, type ContextRecord } from '../../record/context-record.js';
 import { hostOrThrow } from '../../runtime/apps.js';
+import { markInternal } from '../../runtime/internal.js';
 
 /** Options of {@link ContextWsModule.forRoot}. */
 export interface ContextWsOptions {
@@ -237,3 +238,6 @@ export class ContextWsModule {
     };
   }
 }
+
+/* Left out of instrumentation that wraps every provider (nestjs-context/observe). */
+markInternal(ContextWsSetup, ContextWsModule);

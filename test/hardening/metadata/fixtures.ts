@@ -6,6 +6,7 @@ import { ContextModule, ContextService, currentContext } from '../../../src/inde
 import { ContextMicroservicesModule } from '../../../src/integrations/microservices/index.js';
 import { isValidCorrelationId, readCorrelationId } from '../../../src/propagation/correlation-id.js';
 import { EventLog, serverContextOptions, TransportContext } from '../../transports/fixtures/harness.js';
+import { DEFAULT_ID } from '../../utils/ids.js';
 
 /*
  * Shared pieces of the hostile-metadata property tests: arbitraries for hostile header maps, the
@@ -15,8 +16,8 @@ import { EventLog, serverContextOptions, TransportContext } from '../../transpor
 /** The app's correlation id headers (the default `requestHeaders`), in priority order. */
 export const ID_NAMES = ['x-request-id', 'x-correlation-id'] as const;
 export const TRACE_NAMES = ['traceparent', 'tracestate', 'baggage'] as const;
-/** A fresh id of the default generator (`randomUUID()`). */
-export const FRESH = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** A fresh id of the default generator (a UUIDv7). */
+export const FRESH = DEFAULT_ID;
 /** A valid id that is only ever sent under a `__proto__` / `constructor.prototype` key: no handler may see it. */
 export const PROTO_ID = 'proto-evil-id';
 /** The extractor reads at most this many characters of one value (longer ones are dropped). */
