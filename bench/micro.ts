@@ -176,6 +176,33 @@ async function main(): Promise<void> {
         bench('components', 'contextService.get().correlationId', () => service.get().correlationId);
         bench('components', 'currentContext.correlationId (Proxy)', () => currentContext.correlationId);
       });
+      // ---- SQL comment per statement (nestjs-context/sql), inside a request with an inbound traceparent ----
+      const sqlModule = await load(`${base}integrations/sql/comment.js`);
+      const Commenter = sqlModule?.SqlCommenter as (new (options?: object) => { apply(sql: string): string }) | undefined;
+      if (Commenter) {
+        const traced = host.forHttp({ headers: HEADERS }, res) as unknown as object & { context: Record<string, unknown> };
+        traced.context.tenant = 'acme';
+        traced.context.route = '/orders/:id';
+        const statement = 'SELECT id, total FROM orders WHERE customer_id = $1';
+        const plain = new Commenter();
+        const fields = new Commenter({ fields: ['tenant', 'route'] });
+        const stable = new Commenter({ traceparent: false });
+        storage.run(traced, () => {
+          bench('sql comment', 'apply(statement): correlation id + traceparent', () => plain.apply(statement));
+          bench('sql comment', 'apply(statement): + 2 declared fields', () => fields.apply(statement));
+          bench('sql comment', 'apply(statement): traceparent: false', () => stable.apply(statement));
+          let flip = false;
+          bench('sql comment', 'apply(statement): + 2 declared fields, both changed before every statement', () => {
+            flip = !flip;
+            traced.context.tenant = flip ? 'acme' : 'globex';
+            traced.context.route = flip ? '/orders/:id' : '/invoices/:id';
+            return fields.apply(statement);
+          });
+        });
+        bench('sql comment', 'apply(statement) outside any context', () => plain.apply(statement));
+      } else {
+        absent.push('sql comment');
+      }
     } catch (error) {
       absent.push(`components (${(error as Error).message})`);
     }

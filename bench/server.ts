@@ -73,6 +73,10 @@ async function main(): Promise<void> {
     server = app.getHttpServer() as Server;
     close = () => app.close();
   }
+  // Fastify's own keep-alive timeout (72 s) on both platforms: Node's default (5 s) closes idle
+  // connections while a batch waits behind valgrind re-translating code on a busy host, and the
+  // instruction count then refuses the run. The timer is re-armed per response either way.
+  server.keepAliveTimeout = 72_000;
   process.on('message', (message: Message) => {
     if (message.type === 'stats') {
       const memory = process.memoryUsage();

@@ -20,7 +20,7 @@ import {
   type Type,
 } from '@nestjs/common';
 import { APP_INTERCEPTOR, REQUEST } from '@nestjs/core';
-import { ClsModule, ClsService } from 'nestjs-cls';
+import { ClsModule, ClsService, InjectableProxy } from 'nestjs-cls';
 import { Observable } from 'rxjs';
 import * as lib from './lib.js';
 import { ContextModule, ContextService, Ctx, currentContext, type ContextInit } from './lib.js';
@@ -45,13 +45,18 @@ type Configuration = 'interceptor' | 'fast';
  * global interceptor, the defaults) or in its documented fastest configuration (`fast`: the entry
  * only, `interceptor: false`). Every option is public; the correlation id options are spelled out.
  */
-function contextModule(configuration: Configuration): DynamicModule {
+function contextModule(configuration: Configuration, injection: Injection = 'request'): DynamicModule {
   return ContextModule.forRoot(BenchContext, {
     correlationId: { requestHeaders: ['x-request-id', 'x-correlation-id'], responseHeader: 'x-request-id' },
     enterEarly: true,
     interceptor: configuration === 'interceptor',
+    // A build without the option ignores it (the class is then request-scoped; the behaviour check still passes).
+    ...(injection === 'proxy' ? ({ injection } as object) : {}),
   });
 }
+
+/** How the user's class is provided for constructor injection (the module's `injection` option). */
+type Injection = 'request' | 'proxy';
 
 // ---- optional parts of the public API, looked up at run time so an older build still runs ----
 
@@ -147,7 +152,10 @@ class CurrentContextController {
   }
 }
 
-/** Receives the context by constructor injection (request scope bubbles up to it). */
+/**
+ * Receives the context by constructor injection: request-scoped (scope bubbles up to it) or, with
+ * `injection: 'proxy'`, a singleton proxy that resolves to the current context on every read.
+ */
 @Controller()
 class InjectedController {
   constructor(@Inject(BenchContext) private readonly ctx: BenchContext) {}
@@ -160,10 +168,10 @@ class InjectedController {
 }
 
 /** A root module with the library mounted and `controller` reading the context its own way. */
-function reading(configuration: Configuration, controller: Type): DynamicModule {
+function reading(configuration: Configuration, controller: Type, injection?: Injection): DynamicModule {
   @Module({})
   class ReadingModule {}
-  return { module: ReadingModule, imports: [contextModule(configuration)], controllers: [controller] };
+  return { module: ReadingModule, imports: [contextModule(configuration, injection)], controllers: [controller] };
 }
 
 // ---- the full HTTP path: inbound id + traceparent parsed + response header + the context read ----
@@ -223,6 +231,33 @@ class ClsController {
   controllers: [ClsController],
 })
 class ClsMiddlewareModule {}
+
+/** nestjs-cls's proxy provider: a class built once per request (by its middleware) behind a singleton proxy. */
+@InjectableProxy()
+class ClsRequestContext {
+  readonly correlationId: string;
+  constructor(cls: ClsService) {
+    this.correlationId = cls.getId();
+  }
+}
+
+/** Injects nestjs-cls's proxy provider and reads it: the peer of the library's `injection: 'proxy'`. */
+@Controller()
+class ClsProxyController {
+  constructor(private readonly ctx: ClsRequestContext) {}
+  /** GET /: the id through the proxy provider. */
+  @Get()
+  index(): string {
+    hit();
+    return this.ctx.correlationId;
+  }
+}
+
+@Module({
+  imports: [ClsModule.forRoot({ global: true, middleware: { mount: true, generateId: true }, proxyProviders: [ClsRequestContext] })],
+  controllers: [ClsProxyController],
+})
+class ClsProxyModule {}
 
 /** What users write by hand without the library: a request-scoped provider that reads the request. */
 @Injectable({ scope: Scope.REQUEST })
@@ -345,6 +380,7 @@ export const variants: readonly Variant[] = [
   { name: 'ctx-service', title: 'library, ContextService read', group: 'library', configuration: 'interceptor', body: 'inbound', echo: true, module: () => reading('interceptor', ServiceController) },
   { name: 'ctx-current', title: 'library, currentContext read', group: 'library', configuration: 'interceptor', body: 'inbound', echo: true, module: () => reading('interceptor', CurrentContextController) },
   { name: 'ctx-inject', title: 'library, injected MyContext (request scope)', group: 'library', configuration: 'interceptor', body: 'inbound', echo: true, module: () => reading('interceptor', InjectedController) },
+  { name: 'ctx-proxy', title: "library, injected MyContext (injection: 'proxy')", group: 'library', configuration: 'interceptor', body: 'inbound', echo: true, module: () => reading('interceptor', InjectedController, 'proxy') },
   { name: 'ctx-full', title: 'library, full HTTP path', group: 'library', configuration: 'interceptor', body: 'inbound', echo: true, checks: 'trace', module: () => reading('interceptor', FullPathController) },
   { name: 'ctx-full-out', title: 'library, full HTTP path + outbound headers', group: 'library', configuration: 'interceptor', body: 'inbound', echo: true, checks: 'outbound', module: () => reading('interceptor', FullPathOutboundController) },
   { name: 'fast-none', title: 'fastest config, context never touched', group: 'library', configuration: 'fast', body: 'fixed', echo: true, module: () => untouched('fast') },
@@ -352,12 +388,14 @@ export const variants: readonly Variant[] = [
   { name: 'fast-service', title: 'fastest config, ContextService read', group: 'library', configuration: 'fast', body: 'inbound', echo: true, module: () => reading('fast', ServiceController) },
   { name: 'fast-current', title: 'fastest config, currentContext read', group: 'library', configuration: 'fast', body: 'inbound', echo: true, module: () => reading('fast', CurrentContextController) },
   { name: 'fast-inject', title: 'fastest config, injected MyContext', group: 'library', configuration: 'fast', body: 'inbound', echo: true, module: () => reading('fast', InjectedController) },
+  { name: 'fast-proxy', title: "fastest config, injected MyContext (injection: 'proxy')", group: 'library', configuration: 'fast', body: 'inbound', echo: true, module: () => reading('fast', InjectedController, 'proxy') },
   { name: 'fast-full', title: 'fastest config, full HTTP path', group: 'library', configuration: 'fast', body: 'inbound', echo: true, checks: 'trace', module: () => reading('fast', FullPathController) },
   { name: 'fast-full-out', title: 'fastest config, full HTTP path + outbound headers', group: 'library', configuration: 'fast', body: 'inbound', echo: true, checks: 'outbound', module: () => reading('fast', FullPathOutboundController) },
   { name: 'als-mw', title: 'hand-written app.use() middleware + ALS + id + header', group: 'reference', body: 'inbound', echo: true, module: () => HandModule, setup: handMiddleware },
   { name: 'als-icpt', title: 'hand-written global interceptor + ALS + id + header', group: 'reference', body: 'inbound', echo: true, module: () => HandInterceptorModule },
   { name: 'als-listener', title: 'hand-written request-listener wrapper + ALS + id + header', group: 'reference', body: 'inbound', echo: true, module: () => HandModule, setup: handListener },
   { name: 'cls-mw', title: 'nestjs-cls, middleware mode, id generated', group: 'peer', body: 'any', echo: false, module: () => ClsMiddlewareModule },
+  { name: 'cls-proxy', title: 'nestjs-cls, proxy provider injected, id generated', group: 'peer', body: 'any', echo: false, module: () => ClsProxyModule },
   { name: 'req-scope', title: 'a Scope.REQUEST provider injected into the controller', group: 'peer', body: 'inbound', echo: false, module: () => RequestScopeModule },
   { name: 'req-scope-icpt', title: 'the same plus a do-nothing global interceptor', group: 'reference', body: 'inbound', echo: false, module: () => RequestScopeInterceptorModule },
 ];

@@ -4,6 +4,7 @@ import { ContextHost, reportFailure } from '../runtime/context-host.js';
 import { recordOfRequest, storage } from '../record/context-record.js';
 import { withIdField } from '../entry/client-headers.js';
 import { ownCorrelationId } from '../runtime/options.js';
+import { otherAppError } from './context-proxy.js';
 import type { RegisteredContext } from './current-context.js';
 import type { BaggageMember, TraceInfo } from '../interfaces/trace-info.interface.js';
 import { headerMapSetter, type CarrierGetter, type CarrierSetter } from '../propagation/carrier.js';
@@ -99,12 +100,12 @@ export class ContextService<T extends object = RegisteredContext> {
   }
 
   private otherApp(found: Type<object>): ContextError {
-    const mine = this.host.contextClass.name || 'anonymous class';
-    return new ContextError(
-      `ContextService.get(): the active context is a ${found.name || 'anonymous class'} made by another app in this process, ` +
-        `and this ContextService belongs to the app whose context class is ${mine}. A service of one app was called ` +
-        `inside a request of another: read the context through the ContextService of the app that handles the request, ` +
-        `or open one of this app with contextService.run(() => ...).`,
+    return otherAppError(
+      'ContextService.get()',
+      'this ContextService',
+      found,
+      this.host.contextClass,
+      'read the context through the ContextService of the app that handles the request, or open one of this app with contextService.run(() => ...).',
     );
   }
 

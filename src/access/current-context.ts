@@ -2,6 +2,7 @@ import { ContextNotActiveError } from '../errors.js';
 import { storage } from '../record/context-record.js';
 import { injectRecord } from '../propagation/inject.js';
 import type { CarrierSetter } from '../propagation/carrier.js';
+import type { OutboundKind } from '../record/trace-source.js';
 import { randomSpanId, randomTraceId } from '../propagation/ids.js';
 import { FLAG_RANDOM, formatTraceparent } from '../propagation/traceparent.js';
 
@@ -35,11 +36,12 @@ export interface OutboundOptions {
 /**
  * Writes what an outgoing call made now from the active context carries into `carrier` through
  * `setter` (see `injectRecord`); outside a context nothing, or a new trace's `traceparent` with
- * {@link OutboundOptions.newTraceOutsideContext}. Every client integration writes through here. @internal
+ * {@link OutboundOptions.newTraceOutsideContext}. Every client integration writes through here
+ * (the HTTP clients with `kind` `'http'`, see `record/trace-source.ts`). @internal
  */
-export function injectActive<C>(carrier: C, setter: CarrierSetter<C>, options?: OutboundOptions): C {
+export function injectActive<C>(carrier: C, setter: CarrierSetter<C>, options?: OutboundOptions, kind?: OutboundKind): C {
   const record = storage.getStore();
-  if (record !== undefined) injectRecord(record, carrier, setter);
+  if (record !== undefined) injectRecord(record, carrier, setter, kind);
   else if (options?.newTraceOutsideContext === true) setter.set(carrier, 'traceparent', formatTraceparent(randomTraceId(), randomSpanId(), FLAG_RANDOM));
   return carrier;
 }

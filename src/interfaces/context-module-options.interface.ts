@@ -109,6 +109,20 @@ export interface ContextModuleOptions<T extends object = object> {
 }
 
 /**
+ * How constructor injection of your context class is provided (`injection` of `forRoot`/`forRootAsync`):
+ * - `'request'` (default): a request-scoped provider holding the request's context object itself.
+ *   Nest's request scope bubbles: everything that injects it, directly or not, becomes request-scoped
+ *   and is built again for every request.
+ * - `'proxy'`: a singleton that stands for the current context: every property read, write, `in` and
+ *   method call goes to the context of the request, message or job being handled (methods bound to
+ *   the real object), `instanceof` your class holds, and used outside a context it throws
+ *   `ContextNotActiveError`. Nothing becomes request-scoped, so cron jobs, gateways and event
+ *   listeners can inject it too. It is not the context object itself: use `ContextService.get()` for
+ *   identity or to keep the object beyond the request.
+ */
+export type ContextInjection = 'request' | 'proxy';
+
+/**
  * Options fixed when the module is declared; they decide which providers exist, so
  * `forRootAsync` takes them beside the factory rather than from it.
  */
@@ -121,6 +135,12 @@ export interface ContextModuleStaticOptions {
    * fastest configuration for HTTP-only apps whose context is entered early (`enterEarly`). Default: `true`.
    */
   interceptor?: boolean;
+  /**
+   * How your context class is provided for constructor injection: `'request'` (a request-scoped
+   * provider, whose scope bubbles up to everything that injects it) or `'proxy'` (a singleton that
+   * resolves to the current context on every use); see {@link ContextInjection}. Default: `'request'`.
+   */
+  injection?: ContextInjection;
 }
 
 /** A class whose `createContextOptions()` supplies the options, for `forRootAsync({ useClass })`. */

@@ -3,6 +3,7 @@ import { ContextConfigError, describe } from '../errors.js';
 import { recordOfRequest, storage, type ContextRecord } from '../record/context-record.js';
 import type { RegisteredContext } from '../access/current-context.js';
 import type { TraceInfo } from '../interfaces/trace-info.interface.js';
+import { traceSourceOf } from '../record/trace-source.js';
 import { DEFAULT_MAX_LOG_VALUE_LENGTH, MIN_MAX_LOG_VALUE_LENGTH, sanitizeLogValue } from './sanitize.js';
 
 /** A value on a log line: strings are already sanitized and capped. */
@@ -348,7 +349,7 @@ export class LogFieldReader implements LogFieldSource {
     return out;
   }
 
-  /** The id fields only (fixed for the record's lifetime). A fresh object. */
+  /** The id fields only (fixed for the record's lifetime, unless a trace source gives the active span's). A fresh object. */
   ids(record: ContextRecord): LogFields {
     const out: LogFields = {};
     if (this.correlationIdKey !== undefined) out[this.correlationIdKey] = sanitizeLogValue(record.correlationId, this.maxLength);
@@ -480,8 +481,14 @@ export class LogFieldReader implements LogFieldSource {
   }
 }
 
-function traceOf(record: ContextRecord): TraceInfo | undefined {
+/** The ids a line written now gets: the app's trace source's (an active tracer span), else the record's; `undefined`: none. */
+function traceOf(record: ContextRecord): Pick<TraceInfo, 'traceId' | 'spanId'> | undefined {
   try {
+    const source = traceSourceOf(record.config);
+    if (source !== undefined) {
+      const ids = source.logIds(record);
+      if (ids !== undefined) return ids ?? undefined;
+    }
     return record.trace;
   } catch {
     return undefined;

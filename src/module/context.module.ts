@@ -14,7 +14,7 @@ import { CONTEXT_MODULE_OPTIONS } from '../constants.js';
 import { ContextHost } from '../runtime/context-host.js';
 import { mountContext } from '../entry/http-entry.js';
 import { mountErrorBody } from '../entry/client-headers.js';
-import { checkContextClass } from '../runtime/options.js';
+import { checkContextClass, checkInjection } from '../runtime/options.js';
 import { createAsyncOptionsProviders, createContextProviders } from './context.providers.js';
 import { ContextService } from '../access/context.service.js';
 import type {
@@ -106,7 +106,7 @@ export class ContextModule implements NestModule, OnModuleInit, OnApplicationBoo
   /**
    * Registers the module with your context class and options.
    * @param contextClass any class; it is built per request with a `ContextInit` argument.
-   * @param options see `ContextModuleOptions`; `isGlobal` and `interceptor` are module-level switches.
+   * @param options see `ContextModuleOptions`; `isGlobal`, `interceptor` and `injection` are module-level switches.
    */
   static forRoot<T extends object>(
     contextClass: Type<T>,
@@ -119,7 +119,7 @@ export class ContextModule implements NestModule, OnModuleInit, OnApplicationBoo
       imports: [DiscoveryModule],
       providers: [
         { provide: CONTEXT_MODULE_OPTIONS, useValue: options ?? {} },
-        ...createContextProviders(contextClass, options?.interceptor ?? true),
+        ...createContextProviders(contextClass, options?.interceptor ?? true, checkInjection(options?.injection, 'forRoot')),
       ],
       exports: [ContextService, ContextHost, contextClass],
     };
@@ -127,7 +127,7 @@ export class ContextModule implements NestModule, OnModuleInit, OnApplicationBoo
 
   /**
    * Registers the module with options from a factory, class or existing provider (e.g. built from
-   * `ConfigService`). `isGlobal` and `interceptor` are given here, beside the factory.
+   * `ConfigService`). `isGlobal`, `interceptor` and `injection` are given here, beside the factory.
    */
   static forRootAsync<T extends object>(contextClass: Type<T>, options: ContextModuleAsyncOptions<T>): DynamicModule {
     checkContextClass(contextClass, 'forRootAsync');
@@ -137,7 +137,7 @@ export class ContextModule implements NestModule, OnModuleInit, OnApplicationBoo
       imports: [DiscoveryModule, ...(options?.imports ?? [])],
       providers: [
         ...createAsyncOptionsProviders(options ?? {}),
-        ...createContextProviders(contextClass, options?.interceptor ?? true),
+        ...createContextProviders(contextClass, options?.interceptor ?? true, checkInjection(options?.injection, 'forRootAsync')),
       ],
       exports: [ContextService, ContextHost, contextClass],
     };

@@ -4,7 +4,9 @@ import { CONTEXT_CLASS, CONTEXT_INTERCEPTOR_ON, CONTEXT_MODULE_OPTIONS } from '.
 import { ContextHost } from '../runtime/context-host.js';
 import { ContextInterceptor } from '../entry/context.interceptor.js';
 import { ContextService } from '../access/context.service.js';
+import { createContextProxy } from '../access/context-proxy.js';
 import type {
+  ContextInjection,
   ContextModuleAsyncOptions,
   ContextModuleOptions,
   ContextOptionsFactory,
@@ -12,22 +14,33 @@ import type {
 import { ContextConfigError } from '../errors.js';
 
 /** Providers shared by `forRoot` and `forRootAsync`. @internal */
-export function createContextProviders<T extends object>(contextClass: Type<T>, interceptor: boolean): Provider[] {
+export function createContextProviders<T extends object>(
+  contextClass: Type<T>,
+  interceptor: boolean,
+  injection: ContextInjection,
+): Provider[] {
   const providers: Provider[] = [
     { provide: CONTEXT_CLASS, useValue: contextClass },
     { provide: CONTEXT_INTERCEPTOR_ON, useValue: interceptor },
     ContextHost,
     ContextService,
-    {
-      // Constructor injection of the user's class: request-scoped, and the same object as every
-      // other access path because it is taken from the request's record. The host is a dependency
-      // (not a value shared through the module definition), so two apps built from one module
-      // definition each use their own.
-      provide: contextClass,
-      scope: Scope.REQUEST,
-      inject: [REQUEST, ContextHost],
-      useFactory: (request: unknown, host: ContextHost<T>): T => host.forInjectedRequest(request).context,
-    },
+    // Constructor injection of the user's class. The host is a dependency (not a value shared
+    // through the module definition), so two apps built from one module definition each use their own.
+    injection === 'proxy'
+      ? {
+          // A singleton standing for the current context of this app (no scope bubbling).
+          provide: contextClass,
+          inject: [ContextHost],
+          useFactory: (host: ContextHost<T>): T => createContextProxy(host),
+        }
+      : {
+          // Request-scoped, and the same object as every other access path because it is taken from
+          // the request's record.
+          provide: contextClass,
+          scope: Scope.REQUEST,
+          inject: [REQUEST, ContextHost],
+          useFactory: (request: unknown, host: ContextHost<T>): T => host.forInjectedRequest(request).context,
+        },
   ];
   if (interceptor) providers.push({ provide: APP_INTERCEPTOR, useClass: ContextInterceptor });
   return providers;

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import type { BaggageMember } from '../interfaces/trace-info.interface.js';
-import { formatBaggage, parseBaggage, parseBaggageProperties } from './baggage.js';
+import { formatBaggage, isCanonicalBaggage, parseBaggage, parseBaggageProperties } from './baggage.js';
 
 type Row = {
   /** The spec rule (or VECTORS.md row) the case checks. */
@@ -267,5 +267,42 @@ describe('baggage properties (fast-check)', () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('isCanonicalBaggage: a header that can be passed on unparsed', () => {
+  it('recognises the common forms and refuses what parsing would change', () => {
+    for (const yes of ['userId=alice,isProduction=false', 'k=v', 'tenant.id=acme,a=b=c', 'k=+/:?@[]']) expect([yes, isCanonicalBaggage(yes)]).toEqual([yes, true]);
+    for (const no of ['', 'k=', '=v', 'k=v,', ',k=v', 'k = v', 'k=v, a=b', 'k=v;p', 'k=a%20b', 'k=é', 'bad key=v', 'k=v,,a=b', 'k="v"'])
+      expect([no, isCanonicalBaggage(no)]).toEqual([no, false]);
+  });
+
+  it('honours the member and byte limits, its own and the defaults', () => {
+    const members = (n: number) => Array.from({ length: n }, (_, i) => `k${i}=v`).join(',');
+    expect(isCanonicalBaggage(members(64))).toBe(true);
+    expect(isCanonicalBaggage(members(65))).toBe(false);
+    expect(isCanonicalBaggage(members(65), { maxMembers: 180 })).toBe(false);
+    expect(isCanonicalBaggage(members(3), { maxMembers: 2 })).toBe(false);
+    expect(isCanonicalBaggage(`k=${'v'.repeat(8190)}`)).toBe(true);
+    expect(isCanonicalBaggage(`k=${'v'.repeat(8191)}`)).toBe(false);
+    expect(isCanonicalBaggage('k=vvvv', { maxBytes: 5 })).toBe(false);
+  });
+
+  it('whenever it says yes, parsing and formatting again gives the same string (fast-check, 2000 runs)', () => {
+    const octet = fc.constantFrom(...'abcXYZ019!#$&\'()*+-./:<=>?@[]^_`{|}~%,; "\\\té'.split(''));
+    const good = fc.constantFrom(...'abcXYZ019!#$&\'()*+-./:<=>?@[]^_`{|}~'.split(''));
+    const value = fc.oneof({ weight: 3, arbitrary: fc.string({ unit: good, minLength: 1, maxLength: 8 }) }, { weight: 1, arbitrary: fc.string({ unit: octet, maxLength: 8 }) });
+    const members = fc.array(fc.tuple(fc.stringMatching(/^[a-z.]{1,6}$/), value), { maxLength: 70 }).map((ms) => ms.map(([k, v]) => `${k}=${v}`).join(','));
+    const limits = fc.option(fc.record({ maxMembers: fc.integer({ min: 1, max: 200 }), maxBytes: fc.integer({ min: 1, max: 9000 }) }), { nil: undefined });
+    let canonical = 0;
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: octet, maxLength: 40 }), members), limits, (header, limit) => {
+        if (!isCanonicalBaggage(header, limit)) return;
+        canonical++;
+        expect(formatBaggage(parseBaggage(header), limit)).toBe(header);
+      }),
+      { numRuns: 2000 },
+    );
+    expect(canonical).toBeGreaterThan(100); // the property was exercised, not vacuously true
   });
 });

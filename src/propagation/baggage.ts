@@ -283,6 +283,37 @@ export function parseBaggage(value: string | readonly string[] | undefined, limi
 }
 
 /**
+ * Whether `value` is a `baggage` header that {@link parseBaggage} and then {@link formatBaggage}
+ * (both within `limits` and the defaults) would give back unchanged: `key=value` members joined by
+ * `,`, with `token` keys, non-empty values of `baggage-octet`s other than `%`, no properties, no
+ * whitespace, within the member and byte limits. Such a header can be passed on as it came, without
+ * parsing it. A cheap scan; `false` means only "parse it", never "invalid". @internal
+ */
+export function isCanonicalBaggage(value: string, limits?: BaggageLimits): boolean {
+  const maxMembers = Math.min(ABNF_MAX_MEMBERS, DEFAULT_MAX_MEMBERS, limitOf(limits?.maxMembers, DEFAULT_MAX_MEMBERS));
+  const maxBytes = Math.min(DEFAULT_MAX_BYTES, limitOf(limits?.maxBytes, DEFAULT_MAX_BYTES));
+  const n = value.length;
+  if (n === 0 || n > maxBytes) return false;
+  let members = 1;
+  let i = 0;
+  for (;;) {
+    const keyStart = i;
+    while (i < n && isTchar(value.charCodeAt(i))) i++;
+    if (i === keyStart || i >= n || value.charCodeAt(i) !== 0x3d) return false;
+    const valueStart = ++i;
+    while (i < n) {
+      const c = value.charCodeAt(i);
+      if (c >= 128 || VERBATIM[c] !== 1) break;
+      i++;
+    }
+    if (i === valueStart) return false;
+    if (i === n) return true;
+    if (value.charCodeAt(i) !== 0x2c || ++members > maxMembers) return false;
+    i++;
+  }
+}
+
+/**
  * Formats entries as a `baggage` value (`k1=v1,k2=v2;p`, no optional whitespace; `''` when none).
  * Values are percent-encoded (every code point outside `baggage-octet`, and `%`, as UTF-8 `%XX`).
  * Entries whose key is not a valid `token` or whose value is not a string are skipped; a

@@ -1,10 +1,11 @@
 import type { ContextRecord } from '../record/context-record.js';
 import type { BaggageMember } from '../interfaces/trace-info.interface.js';
-import { formatBaggage } from './baggage.js';
+import { formatBaggage, isCanonicalBaggage } from './baggage.js';
 import { randomSpanId } from './ids.js';
 import { KNOWN_FLAGS } from './traceparent.js';
 import { formatTracestate } from './tracestate.js';
 import type { CarrierSetter } from './carrier.js';
+import { traceSourceOf, type OutboundKind } from '../record/trace-source.js';
 
 /**
  * What one record sends on every outgoing call, worked out on its first call and reused: the
@@ -32,29 +33,34 @@ const NONE: readonly BaggageMember[] = Object.freeze([]);
 function partsOf(record: ContextRecord): OutboundParts {
   const cached = record.outbound;
   if (cached !== undefined) return cached;
-  const { trace: traceOptions, baggage: options } = record.config;
   const trace = record.trace;
-  let declaredInbound = NONE;
-  let otherInbound = NONE;
-  if (options.fields.length > 0 || options.propagateInbound) {
-    const inbound = record.baggage;
-    if (inbound.length > 0) {
-      const keys = new Set(options.fields.map(([, key]) => key));
-      declaredInbound = keys.size === 0 ? NONE : inbound.filter((member) => keys.has(member.key));
-      otherInbound = options.propagateInbound ? inbound.filter((member) => !keys.has(member.key)) : NONE;
-    }
-  }
-  const inboundMembers = declaredInbound.length === 0 ? otherInbound : otherInbound.length === 0 ? declaredInbound : declaredInbound.concat(otherInbound);
   const parts: OutboundParts = {
     prefix: `00-${trace.traceId}-`,
     suffix: `-0${(trace.flags & KNOWN_FLAGS).toString(16)}`,
-    tracestate: trace.tracestate.length === 0 ? '' : formatTracestate(trace.tracestate, traceOptions.maxTracestateLength),
-    declaredInbound,
-    otherInbound,
-    inboundBaggage: inboundMembers.length === 0 ? '' : formatBaggage(inboundMembers, options.limits),
+    tracestate: trace.tracestate.length === 0 ? '' : formatTracestate(trace.tracestate, record.config.trace.maxTracestateLength),
+    ...inboundBaggageParts(record),
   };
   record.outbound = parts;
   return parts;
+}
+
+type InboundBaggageParts = Pick<OutboundParts, 'declaredInbound' | 'otherInbound' | 'inboundBaggage'>;
+
+/** What the inbound baggage contributes to every outgoing call: the declared members, the others passed on, and both as a header. */
+function inboundBaggageParts(record: ContextRecord): InboundBaggageParts {
+  const options = record.config.baggage;
+  if (options.fields.length === 0 && !options.propagateInbound) return { declaredInbound: NONE, otherInbound: NONE, inboundBaggage: '' };
+  // Nothing declared and everything passed on: a header in canonical form goes out as it came,
+  // unparsed (parsing and formatting it again would give the same string).
+  const raw = options.fields.length === 0 ? record.rawBaggage : undefined;
+  if (raw !== undefined && isCanonicalBaggage(raw, options.limits)) return { declaredInbound: NONE, otherInbound: NONE, inboundBaggage: raw };
+  const inbound = record.baggage;
+  if (inbound.length === 0) return { declaredInbound: NONE, otherInbound: NONE, inboundBaggage: '' };
+  const keys = new Set(options.fields.map(([, key]) => key));
+  const declaredInbound = keys.size === 0 ? NONE : inbound.filter((member) => keys.has(member.key));
+  const otherInbound = options.propagateInbound ? inbound.filter((member) => !keys.has(member.key)) : NONE;
+  const members = declaredInbound.length === 0 ? otherInbound : otherInbound.length === 0 ? declaredInbound : declaredInbound.concat(otherInbound);
+  return { declaredInbound, otherInbound, inboundBaggage: members.length === 0 ? '' : formatBaggage(members, options.limits) };
 }
 
 /**
@@ -79,9 +85,11 @@ function baggageOf(record: ContextRecord, parts: OutboundParts): string {
 /**
  * Writes what an outgoing call made now from `record` carries through `setter`: `traceparent`
  * (same trace id, a fresh parent id per call), `tracestate`, `baggage` and the correlation id
- * header. Every client and transport of the library writes through here. @internal
+ * header. Every client and transport of the library writes through here; an app's trace source
+ * (`record/trace-source.ts`) may write instead (`kind`: which kind of client asks). @internal
  */
-export function injectRecord<C>(record: ContextRecord, carrier: C, setter: CarrierSetter<C>): void {
+export function injectRecord<C>(record: ContextRecord, carrier: C, setter: CarrierSetter<C>, kind: OutboundKind = 'carrier'): void {
+  if (traceSourceOf(record.config)?.inject(record, carrier, setter, kind) === true) return;
   const parts = partsOf(record);
   setter.set(carrier, 'traceparent', parts.prefix + randomSpanId() + parts.suffix);
   if (parts.tracestate !== '') setter.set(carrier, 'tracestate', parts.tracestate);

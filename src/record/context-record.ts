@@ -12,6 +12,7 @@ import type { OutboundParts } from '../propagation/inject.js';
 import { randomSpanId, randomTraceId } from '../propagation/ids.js';
 import { FLAG_RANDOM, FLAG_SAMPLED, parseTraceparent } from '../propagation/traceparent.js';
 import { parseTracestate } from '../propagation/tracestate.js';
+import { traceSourceOf } from './trace-source.js';
 
 export type { Carrier } from '../propagation/carrier.js';
 
@@ -44,6 +45,8 @@ export class ContextRecord<T extends object = object> {
   outer: ContextRecord | undefined = undefined;
   /** What every outgoing call from this record shares, worked out on the first one (see `propagation/inject.ts`). */
   outbound: OutboundParts | undefined = undefined;
+  /** The trace the app's trace source offered at the entry (see `trace-source.ts`), read on first use. */
+  private adopted: (() => TraceInfo | undefined) | undefined;
 
   constructor(
     /** The app's resolved options (shared by all its records). */
@@ -59,6 +62,7 @@ export class ContextRecord<T extends object = object> {
     private baggageCarrier: Carrier | undefined,
     given?: T,
   ) {
+    this.adopted = traceSourceOf(config)?.capture(this);
     if (given !== undefined) {
       this.state = CREATED;
       this.value = given;
@@ -120,6 +124,15 @@ export class ContextRecord<T extends object = object> {
     return (this.traceInfo ??= this.readTrace());
   }
 
+  /**
+   * The trusted inbound `baggage` header as it came, while it has not been parsed yet (one header
+   * field; `undefined` when there is none, several, or once {@link baggage} has read it).
+   */
+  get rawBaggage(): string | undefined {
+    const header = this.baggageCarrier?.baggage;
+    return typeof header === 'string' ? header : undefined;
+  }
+
   /** The inbound baggage members (`[]` when none, or when baggage is not trusted). */
   get baggage(): readonly BaggageMember[] {
     if (this.members !== undefined) return this.members;
@@ -131,6 +144,9 @@ export class ContextRecord<T extends object = object> {
   private readTrace(): TraceInfo {
     const carrier = this.traceCarrier;
     this.traceCarrier = undefined;
+    const adopted = this.adopted?.();
+    this.adopted = undefined;
+    if (adopted !== undefined) return adopted;
     const parent = carrier === undefined ? undefined : parseTraceparent(carrier.traceparent);
     if (parent !== undefined) {
       const flags = parent.flags & (FLAG_SAMPLED | FLAG_RANDOM);

@@ -3,7 +3,7 @@ import { Logger, type Type } from '@nestjs/common';
 import { DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADER } from '../constants.js';
 import { ContextCallbackError, ContextConfigError, ContextCreationError, describe } from '../errors.js';
 import type { ContextFactory, ContextSource } from '../interfaces/context-init.interface.js';
-import type { ContextModuleOptions, GenerateInput, TrustInbound } from '../interfaces/context-module-options.interface.js';
+import type { ContextInjection, ContextModuleOptions, GenerateInput, TrustInbound } from '../interfaces/context-module-options.interface.js';
 import type { BaggageOptions, TraceOptions } from '../interfaces/propagation-options.interface.js';
 import { generateCorrelationId, isHeaderValue, isValidCorrelationId } from '../propagation/correlation-id.js';
 
@@ -88,6 +88,18 @@ export function checkContextClass(contextClass: unknown, method: string): assert
       `Call ContextModule.${method}(MyContext${method === 'forRoot' ? ', options?' : ', { useFactory }'}) where MyContext is a class.`,
     );
   }
+}
+
+/** Checks the `injection` switch of `forRoot`/`forRootAsync`; fails at bootstrap with the accepted values. @internal */
+export function checkInjection(value: unknown, method: string): ContextInjection {
+  if (value === undefined) return 'request';
+  if (value !== 'request' && value !== 'proxy') {
+    throw ContextConfigError.create(
+      `option injection of ${method}() must be 'request' or 'proxy', got ${describe(value)}`,
+      `Use 'proxy' to inject your context class as a singleton that resolves to the current context, or leave it out for a request-scoped provider.`,
+    );
+  }
+  return value;
 }
 
 const optionsLogger = new Logger('ContextModule');

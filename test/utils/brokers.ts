@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, connect } from 'node:net';
 
-/** The brokers the transport, queue and sample suites need, with the command that starts each one (as `.ci/run` does). */
+/** The brokers and databases the transport, queue, SQL and sample suites need, with the command that starts each one (as `.ci/run` does). */
 export const brokers = {
   redis: {
     name: 'Redis',
@@ -17,6 +17,18 @@ export const brokers = {
   },
   rabbitmq: { name: 'RabbitMQ', host: '127.0.0.1', port: 5672, start: 'rabbitmq-server -detached (user guest/guest)' },
   mqtt: { name: 'Mosquitto (MQTT)', host: '127.0.0.1', port: 1883, start: 'mosquitto -d -c /etc/mosquitto/mosquitto.conf' },
+  postgres: {
+    name: 'PostgreSQL (database test, trust auth)',
+    host: '127.0.0.1',
+    port: 5432,
+    start: 'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start',
+  },
+  mariadb: {
+    name: 'MariaDB (database test, root without password)',
+    host: '127.0.0.1',
+    port: 3306,
+    start: 'start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd',
+  },
 } as const;
 
 /** One of {@link brokers}. */

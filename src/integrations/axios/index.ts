@@ -34,7 +34,7 @@ export interface AxiosLikeInstance {
  */
 function injectHeaders<C extends AxiosLikeRequestConfig>(config: C, options?: OutboundOptions): C {
   if (config.headers === undefined || config.headers === null) config.headers = {};
-  injectActive(config.headers, headerMapSetter, options);
+  injectActive(config.headers, headerMapSetter, options, 'http');
   return config;
 }
 

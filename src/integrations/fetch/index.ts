@@ -33,7 +33,7 @@ export function propagateContext(fetchImpl: Fetch, options?: OutboundOptions): F
     try {
       if (storage.getStore() === undefined && options?.newTraceOutsideContext !== true) return fetchImpl(input, init);
       const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
-      injectActive(headers, headerMapSetter, options);
+      injectActive(headers, headerMapSetter, options, 'http');
       return fetchImpl(input, { ...init, headers });
     } catch (error) {
       // Like the native fetch: invalid arguments (e.g. a malformed header) reject, never throw.

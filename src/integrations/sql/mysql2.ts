@@ -1,0 +1,99 @@
+import { AsyncResource } from 'node:async_hooks';
+import { SqlCommenter, toCommenter, type SqlCommentOptions } from './comment.js';
+
+/**
+ * The part of a mysql2 connection, pool or pool connection this integration touches (callback or
+ * promise API: for `mysql2/promise` objects the callback object they wrap is patched).
+ */
+export interface Mysql2Like {
+  /** `query(sql | options, values?, callback?)`. */
+  query: (...args: never[]) => unknown;
+}
+
+const PATCHED = Symbol.for('nestjs-context:sql-mysql2');
+type Patched = { [PATCHED]?: SqlCommenter };
+type Method = (...args: unknown[]) => unknown;
+interface Core {
+  query: Method;
+  execute?: Method;
+  getConnection?: Method;
+}
+
+/**
+ * The first argument with the comment: a string, an options object (`{ sql, values }`, copied) or a
+ * command object (mysql2's `Query`, built by `pool.query()`: its `sql` set in place, it is used once).
+ */
+function commentArgument(commenter: SqlCommenter, arg: unknown): unknown {
+  if (typeof arg === 'string') return commenter.apply(arg);
+  if (arg === null || typeof arg !== 'object') return arg;
+  const options = arg as { sql?: unknown };
+  if (typeof options.sql !== 'string') return arg;
+  const sql = commenter.apply(options.sql);
+  if (sql === options.sql) return arg;
+  const proto = Object.getPrototypeOf(arg) as object | null;
+  if (proto !== Object.prototype && proto !== null) {
+    options.sql = sql;
+    return arg;
+  }
+  return { ...(arg as object), sql };
+}
+
+function wrapMethod(core: Core, name: 'query' | 'execute', commenter: SqlCommenter): void {
+  const original = core[name];
+  if (typeof original !== 'function') return;
+  core[name] = function commented(this: unknown, ...args: unknown[]) {
+    if (args.length > 0) args[0] = commentArgument(commenter, args[0]);
+    return original.apply(this, args);
+  };
+}
+
+function patchCore(core: Core & Patched, commenter: SqlCommenter): void {
+  if (core[PATCHED] !== undefined) return;
+  Object.defineProperty(core, PATCHED, { value: commenter, configurable: true });
+  wrapMethod(core, 'query', commenter);
+  if (commenter.prepared === 'comment') wrapMethod(core, 'execute', commenter);
+  const getConnection = core.getConnection;
+  if (typeof getConnection !== 'function') return;
+  core.getConnection = function commentedGetConnection(this: unknown, ...args: unknown[]) {
+    const callback = args[0];
+    if (typeof callback !== 'function') return getConnection.apply(this, args);
+    return getConnection.call(
+      this,
+      AsyncResource.bind((error: unknown, connection: (Core & Patched) | undefined) => {
+        if (connection !== undefined && connection !== null && typeof connection.query === 'function') patchCore(connection, commenter);
+        return (callback as Method)(error, connection);
+      }),
+    );
+  };
+}
+
+/** The callback object behind a `mysql2/promise` pool or connection, or `target` itself. */
+function coreOf(target: object): Core & Patched {
+  const wrapped = target as { pool?: unknown; connection?: unknown };
+  for (const inner of [wrapped.pool, wrapped.connection]) {
+    if (inner !== null && typeof inner === 'object' && typeof (inner as Core).query === 'function') return inner as Core & Patched;
+  }
+  return target as Core & Patched;
+}
+
+/**
+ * Makes every statement sent through a mysql2 connection or pool (callback or `mysql2/promise`
+ * API) inside a context carry the context's sqlcommenter comment (see {@link SqlCommenter}). For a
+ * pool, `query()`, `execute()` and the connections `getConnection()` hands out are covered, and
+ * `getConnection(callback)` calls back in the caller's context. `execute()` (server-side prepared
+ * statements, cached by their text) is sent unchanged unless `prepared: 'comment'`. Statements
+ * outside any context and statements that hold a comment are sent unchanged. Patches the object
+ * (for a promise wrapper: the object it wraps) in place, once, and returns `target`. Typed
+ * structurally: this entry point does not import `mysql2`.
+ *
+ * @example
+ * const pool = commentMysql2(mysql.createPool({ uri }), { fields: ['tenant'] });
+ */
+export function commentMysql2<T extends Mysql2Like>(target: T, options?: SqlCommentOptions | SqlCommenter): T {
+  if (target === null || typeof target !== 'object' || typeof target.query !== 'function') {
+    throw new TypeError('nestjs-context/sql: commentMysql2() needs a mysql2 connection or pool (an object with a query method). Pass the one you created with mysql2.');
+  }
+  const commenter = toCommenter(options);
+  patchCore(coreOf(target), commenter);
+  return target;
+}

@@ -1,0 +1,62 @@
+import type { TraceInfo } from '../interfaces/trace-info.interface.js';
+import type { CarrierSetter } from '../propagation/carrier.js';
+import type { ContextRecord } from './context-record.js';
+
+/**
+ * Where an app's trace comes from when it is not the library itself: a tracer that already runs in
+ * the process (OpenTelemetry, through `nestjs-context/opentelemetry`). An integration registers one
+ * per app with {@link setTraceSource}; the record, the outbound injection and the log fields consult
+ * it, and without one everything works as the library's own W3C handling says. The root entry never
+ * imports a tracer: this is the whole seam.
+ * @internal
+ */
+export interface TraceSource {
+  /**
+   * Called once when a record is created, at its entry (inside the tracer's entry span, if any):
+   * the trace to adopt, read on first use of `record.trace`, or `undefined` to mint/continue our own.
+   * Must not throw.
+   */
+  capture(record: ContextRecord): (() => TraceInfo | undefined) | undefined;
+  /**
+   * Writes an outgoing call's propagation fields for a call made now from `record`. `kind` is
+   * `'http'` for the HTTP client integrations (fetch, axios), which the tracer's own
+   * instrumentation may already cover, and `'carrier'` for everything else (transports, jobs,
+   * `inject()`, `getOutboundHeaders()`). Returns `true` when it wrote everything that call carries
+   * (then the library writes nothing more), `false` to let the library's own injection run.
+   */
+  inject<C>(record: ContextRecord, carrier: C, setter: CarrierSetter<C>, kind: OutboundKind): boolean;
+  /**
+   * The trace and span ids a log line written now gets: `undefined` for the record's own,
+   * `null` for none at all (the tracer's log instrumentation adds them).
+   */
+  logIds(record: ContextRecord): LogTraceIds | null | undefined;
+}
+
+/** Which kind of client writes an outgoing call (see {@link TraceSource.inject}). @internal */
+export type OutboundKind = 'http' | 'carrier';
+
+/** The ids one log line carries. @internal */
+export interface LogTraceIds {
+  readonly traceId: string;
+  readonly spanId: string;
+}
+
+const SOURCES_KEY = Symbol.for('nestjs-context:trace-sources');
+type Holder = { [SOURCES_KEY]?: WeakMap<object, TraceSource> };
+
+/** App options (one object per app) → that app's trace source; shared by the ESM and CommonJS builds. */
+const sources: WeakMap<object, TraceSource> = ((globalThis as Holder)[SOURCES_KEY] ??= new WeakMap());
+
+/**
+ * Registers `source` for the app whose resolved options are `config` (`undefined` removes it). The
+ * caller undoes it when the app closes (`host.onClose`). @internal
+ */
+export function setTraceSource(config: object, source: TraceSource | undefined): void {
+  if (source === undefined) sources.delete(config);
+  else sources.set(config, source);
+}
+
+/** The trace source of the app whose resolved options are `config`, if one is registered. @internal */
+export function traceSourceOf(config: object): TraceSource | undefined {
+  return sources.get(config);
+}

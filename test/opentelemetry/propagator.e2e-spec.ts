@@ -1,0 +1,158 @@
+import 'reflect-metadata';
+import { Module, type INestApplication } from '@nestjs/common';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Test } from '@nestjs/testing';
+import { context, defaultTextMapGetter, defaultTextMapSetter, propagation, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { ContextModule, ContextService, type ContextInit } from '../../src/index.js';
+import { ContextOpenTelemetryModule, ContextPropagator, extractedCorrelationId } from '../../src/integrations/opentelemetry/index.js';
+import { propagateContext } from '../../src/integrations/fetch/index.js';
+import { ContextHost } from '../../src/runtime/context-host.js';
+import { traceSourceOf } from '../../src/record/trace-source.js';
+import { startOtel, type OtelSdk } from './otel-sdk.js';
+
+class PropContext {
+  correlationId: string;
+  tenant?: string;
+  constructor({ correlationId }: ContextInit) {
+    this.correlationId = correlationId;
+  }
+}
+
+describe('ContextPropagator', () => {
+  const propagator = new ContextPropagator();
+
+  it('extracts baggage into OTel baggage (properties kept) and the correlation id into the context', () => {
+    const ctx = propagator.extract(ROOT_CONTEXT, { baggage: 'tenant=acme,user.id=u%201;p=1', 'x-request-id': 'abc-123' }, defaultTextMapGetter);
+    const bag = propagation.getBaggage(ctx)!;
+    expect(bag.getEntry('tenant')?.value).toBe('acme');
+    expect(bag.getEntry('user.id')?.value).toBe('u 1');
+    expect(bag.getEntry('user.id')?.metadata?.toString()).toBe('p=1');
+    expect(extractedCorrelationId(ctx)).toBe('abc-123');
+  });
+
+  it('extracts nothing from an empty or unreadable carrier, and never throws', () => {
+    expect(propagator.extract(ROOT_CONTEXT, {}, defaultTextMapGetter)).toBe(ROOT_CONTEXT);
+    const throwing = { get: () => { throw new Error('boom'); }, keys: () => [] };
+    expect(propagator.extract(ROOT_CONTEXT, {}, throwing)).toBe(ROOT_CONTEXT);
+    expect(extractedCorrelationId(ROOT_CONTEXT)).toBeUndefined();
+  });
+
+  it("outside any context: writes OTel's baggage only (as W3CBaggagePropagator would)", () => {
+    const ctx = propagation.setBaggage(ROOT_CONTEXT, propagation.createBaggage({ a: { value: 'x y' } }));
+    const carrier: Record<string, string> = {};
+    propagator.inject(ctx, carrier, defaultTextMapSetter);
+    expect(carrier).toEqual({ baggage: 'a=x%20y' });
+  });
+
+  it('reports its fields and rejects unusable header names with a fix', () => {
+    expect(new ContextPropagator({ correlationIdHeaders: ['X-Correlation-Id'] }).fields()).toEqual(['baggage', 'x-correlation-id']);
+    expect(() => new ContextPropagator({ correlationIdHeaders: ['bad header'] })).toThrow(/correlationIdHeaders must be an array of header names.*x-request-id/);
+  });
+});
+
+describe('ContextOpenTelemetryModule.forRoot() options', () => {
+  it.each([
+    [{ traceSource: 'otel' }, /traceSource must be 'auto' or 'context', got otel. Leave it out for 'auto'/],
+    [{ httpClients: 'both' }, /httpClients must be 'instrumentation' or 'inject'/],
+    [{ logTraceIds: 'no' }, /logTraceIds must be a boolean/],
+    [{ correlationIdAttribute: '' }, /correlationIdAttribute must be a non-empty string/],
+  ])('%j is refused with the fix in the message', (options, message) => {
+    expect(() => ContextOpenTelemetryModule.forRoot(options as never)).toThrow(message);
+  });
+});
+
+describe('ContextOpenTelemetryModule with the OTel SDK: the manual API, httpClients: inject, app teardown', () => {
+  let otel: OtelSdk;
+  let app: INestApplication;
+  let service: ContextService<PropContext>;
+
+  beforeAll(async () => {
+    otel = startOtel();
+    otel.undici.disable(); // an SDK without fetch instrumentation: the integration injects OTel's context itself
+    @Module({
+      imports: [ContextModule.forRoot(PropContext, { baggage: { fields: ['tenant'] } }), ContextOpenTelemetryModule.forRoot({ httpClients: 'inject' })],
+    })
+    class AppModule {}
+    const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
+    app = moduleRef.createNestApplication({ logger: false });
+    await app.init();
+    service = app.get(ContextService);
+  });
+  afterAll(async () => {
+    await app?.close();
+    await otel.shutdown();
+  });
+
+  it("contextService.run() inside an active span adopts that span; outside one the library's own trace", () => {
+    const tracer = trace.getTracer('test');
+    const { adopted, spanId, traceId } = tracer.startActiveSpan('job', (span) => {
+      const result = service.run(() => service.trace!);
+      span.end();
+      return { adopted: result, spanId: span.spanContext().spanId, traceId: span.spanContext().traceId };
+    });
+    expect(adopted.traceId).toBe(traceId);
+    expect(adopted.spanId).toBe(spanId);
+    expect(adopted.sampled).toBe(true);
+    expect(adopted.remote).toBe(false);
+    const own = service.run(() => service.trace!);
+    expect(own.traceId).not.toBe(traceId);
+    expect(otel.spans().map((s) => s.spanContext().spanId)).not.toContain(own.spanId);
+  });
+
+  it("inject() inside a span writes OTel's traceparent, the merged baggage and the id, each once", () => {
+    const tracer = trace.getTracer('test');
+    const { headers, spanId, traceId, correlationId } = tracer.startActiveSpan('work', (span) => {
+      const ctx = propagation.setBaggage(context.active(), propagation.createBaggage({ region: { value: 'eu' }, tenant: { value: 'stale' } }));
+      const out = context.with(ctx, () =>
+        service.run(() => {
+          service.get().tenant = 'acme';
+          return { headers: service.inject({}), correlationId: service.correlationId };
+        }),
+      );
+      span.end();
+      return { ...out, spanId: span.spanContext().spanId, traceId: span.spanContext().traceId };
+    });
+    expect(headers).toEqual({
+      traceparent: `00-${traceId}-${spanId}-01`,
+      baggage: 'tenant=acme,region=eu',
+      'x-request-id': correlationId,
+    });
+  });
+
+  it("httpClients: 'inject': the fetch integration writes OTel's context itself, each header once", async () => {
+    const seen: string[][] = [];
+    const server = createServer((req, res) => {
+      seen.push(req.rawHeaders);
+      res.end('ok');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    const send = propagateContext(fetch);
+    try {
+      const { spanId, traceId, correlationId } = await trace.getTracer('test').startActiveSpan('call', async (span) => {
+        const id = await service.run(async () => {
+          service.get().tenant = 'acme';
+          await (await send(url)).text();
+          return service.correlationId;
+        });
+        span.end();
+        return { correlationId: id, spanId: span.spanContext().spanId, traceId: span.spanContext().traceId };
+      });
+      const raw = seen[0] as string[];
+      const values = (name: string) => raw.filter((_v, i) => i % 2 === 1 && raw[i - 1]?.toLowerCase() === name);
+      expect(values('traceparent')).toEqual([`00-${traceId}-${spanId}-01`]);
+      expect(values('baggage')).toEqual(['tenant=acme']);
+      expect(values('x-request-id')).toEqual([correlationId]);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('the trace source belongs to the app and is gone once the app closes', async () => {
+    const host = app.get(ContextHost);
+    expect(traceSourceOf(host.options)).toBeDefined();
+    await app.close();
+    expect(traceSourceOf(host.options)).toBeUndefined();
+  });
+});
