@@ -7,6 +7,9 @@ export default {
   extensionsToTreatAsEsm: ['.ts'],
   roots: ['<rootDir>/src', '<rootDir>/test'],
   testMatch: ['**/*.spec.ts', '**/*.e2e-spec.ts'],
+  // The fresh Nest app's own Vitest tests; test/fresh-app/fresh-app.e2e-spec.ts runs them in the app.
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/fresh-app/(template|added)/'],
+  modulePathIgnorePatterns: ['<rootDir>/test/fresh-app/template/'],
   moduleNameMapper: {
     '^nestjs-context$': '<rootDir>/src/index.ts',
     '^nestjs-context/(.*)$': '<rootDir>/src/integrations/$1/index.ts',
