@@ -1,9 +1,11 @@
 import 'reflect-metadata';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { DynamicModule, INestApplication, Type } from '@nestjs/common';
 
 /**
  * Runs the W3C Trace Context conformance service on 127.0.0.1:$PORT (default 8080; the official
- * harness listens on 7777 itself). `PLATFORM=fastify` serves it with Fastify instead of Express.
+ * harness listens on 7777 itself; 0 picks a free one, printed). `PLATFORM=fastify` serves it with Fastify instead of Express.
  * `CONFORMANCE_OTEL=1` runs it with the OpenTelemetry SDK active (see ./otel.ts) and
  * `ContextOpenTelemetryModule.forRoot()` imported: the interop mode, where OTel's instrumentations
  * write the callbacks' trace headers; `GET /otel/spans` then lists the spans OTel finished.
@@ -41,5 +43,6 @@ if (process.env.PLATFORM === 'fastify') {
 app.enableShutdownHooks();
 if (otel !== undefined) process.once('beforeExit', () => void otel.shutdown());
 await app.listen(port, '127.0.0.1');
+const { port: bound } = (app.getHttpServer() as Server).address() as AddressInfo; // PORT=0: the one the system chose
 const mode = otel === undefined ? '' : ' (OpenTelemetry interop mode: GET /otel/spans lists the finished spans)';
-console.log(`nestjs-context conformance service: POST http://127.0.0.1:${port}/test${mode}`);
+console.log(`nestjs-context conformance service: POST http://127.0.0.1:${bound}/test${mode}`);
