@@ -136,7 +136,9 @@ function mergedBaggage(ctx: Context, record: ContextRecord | undefined): string 
  * baggage fields — so a plain instrumented `fetch` or `http` call carries them, and no call carries
  * two. On extraction it reads `baggage` into OTel's baggage (as `W3CBaggagePropagator` does) and the
  * correlation id into the context (see {@link extractedCorrelationId}); the library's entries read
- * the correlation id from the headers themselves. Stateless: one instance serves every app.
+ * the correlation id from the headers themselves. Placed after `W3CTraceContextPropagator`, it also
+ * keeps the trace context to W3C Level 2 where OTel's propagator alone does not (the inbound
+ * `tracestate` list, the random flag). Stateless: one instance serves every app.
  *
  * @example
  * propagation.setGlobalPropagator(new CompositePropagator({
