@@ -8,15 +8,16 @@ import type { SpanSummary } from '../conformance/otel.js';
 
 /**
  * The official W3C Trace Context harness (w3c/trace-context `test/`, Python 3 with aiohttp) against
- * the conformance service in its OpenTelemetry interop mode (`CONFORMANCE_OTEL=1`): the service runs
+ * the conformance service, as it is and in its OpenTelemetry interop mode (`CONFORMANCE_OTEL=1`): the service runs
  * in its own Node process, as `npm run conformance` runs it, with the OTel SDK started before Nest
  * (http and undici instrumentations, OTel's W3C propagator composed with ContextPropagator), so the
  * callbacks' `traceparent` / `tracestate` are written by OTel's propagation. All 41 Level 2 tests at
  * STRICT_LEVEL=2 must pass, on Express and on Fastify.
  *
- * The harness is not part of the repository: `W3C_HARNESS` names its folder (default
- * `../shared/w3c-harness` beside the checkout); `W3C_HARNESS_PYTHON` the interpreter (default: the
- * first of `python3`, `/usr/bin/python3` that has aiohttp).
+ * The harness is not part of the repository, so this file is not part of `npm test`: `npm run
+ * test:w3c` runs it (CI does, with the harness beside the checkout). `W3C_HARNESS` names the
+ * harness's folder (default `../shared/w3c-harness` beside the checkout); `W3C_HARNESS_PYTHON` the
+ * interpreter (default: the first of `python3`, `/usr/bin/python3` that has aiohttp).
  */
 
 const HARNESS = resolve(process.env.W3C_HARNESS ?? join(process.cwd(), '..', 'shared', 'w3c-harness'));
@@ -57,11 +58,11 @@ interface Service {
   stop(): Promise<void>;
 }
 
-/** Starts `main.js` of the transpiled tree in OTel mode on a free port; resolves once it listens. */
-function startService(out: string, platform: string): Promise<Service> {
+/** Starts `main.js` of the transpiled tree (with OTel on or off) on a free port; resolves once it listens. */
+function startService(out: string, platform: string, otel: boolean): Promise<Service> {
   const child: ChildProcess = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', join(out, 'test/conformance/main.js')], {
     cwd: out,
-    env: { ...process.env, CONFORMANCE_OTEL: '1', PORT: '0', PLATFORM: platform },
+    env: { ...process.env, CONFORMANCE_OTEL: otel ? '1' : '0', PORT: '0', PLATFORM: platform },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -70,7 +71,7 @@ function startService(out: string, platform: string): Promise<Service> {
     child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
     child.stdout!.on('data', (chunk: Buffer) => {
       output += chunk.toString('utf8');
-      const url = /POST (http:\/\/127\.0\.0\.1:\d+\/test) \(OpenTelemetry interop mode/.exec(output)?.[1];
+      const url = /POST (http:\/\/127\.0\.0\.1:\d+\/test)/.exec(output)?.[1];
       if (url === undefined) return;
       child.removeAllListeners('exit');
       done({
@@ -86,7 +87,7 @@ function startService(out: string, platform: string): Promise<Service> {
   });
 }
 
-describe('the official W3C harness, Level 2 strict, against the conformance service with OpenTelemetry on', () => {
+describe('the official W3C harness, Level 2 strict, against the conformance service', () => {
   let out: string | undefined;
   let python: string;
 
@@ -103,15 +104,28 @@ describe('the official W3C harness, Level 2 strict, against the conformance serv
 
   afterAll(() => removeTree(out));
 
-  it.each(['express', 'fastify'])('passes all 41 tests on %s, with the callbacks traced by OTel', async (platform) => {
-    const service = await startService(out!, platform);
-    try {
-      const harnessPort = String(await freePort());
-      const env = { ...process.env, STRICT_LEVEL: '2', SPEC_LEVEL: '2', HARNESS_PORT: harnessPort, HARNESS_BIND_PORT: harnessPort };
-      const { code, output } = await run(python, ['test.py', service.url], { cwd: HARNESS, env });
-      const failures = output.match(/^(?:FAIL|ERROR): .*$/gm) ?? [];
-      expect({ code, failures, summary: /Ran \d+ tests/.exec(output)?.[0], ok: /\nOK\s*$/.test(output) }).toEqual({ code: 0, failures: [], summary: 'Ran 41 tests', ok: true });
+  /** Runs the harness against `url`; expects all 41 Level 2 tests to pass. */
+  async function harness(url: string): Promise<void> {
+    const harnessPort = String(await freePort());
+    const env = { ...process.env, STRICT_LEVEL: '2', SPEC_LEVEL: '2', HARNESS_PORT: harnessPort, HARNESS_BIND_PORT: harnessPort };
+    const { code, output } = await run(python, ['test.py', url], { cwd: HARNESS, env });
+    const failures = output.match(/^(?:FAIL|ERROR): .*$/gm) ?? [];
+    expect({ code, failures, summary: /Ran \d+ tests/.exec(output)?.[0], ok: /\nOK\s*$/.test(output) }).toEqual({ code: 0, failures: [], summary: 'Ran 41 tests', ok: true });
+  }
 
+  it.each(['express', 'fastify'])('passes all 41 tests on %s', async (platform) => {
+    const service = await startService(out!, platform, false);
+    try {
+      await harness(service.url);
+    } finally {
+      await service.stop();
+    }
+  }, 120_000);
+
+  it.each(['express', 'fastify'])('passes all 41 tests on %s with OpenTelemetry on, the callbacks traced by OTel', async (platform) => {
+    const service = await startService(out!, platform, true);
+    try {
+      await harness(service.url);
       // OTel really traced them: a server span per request to /test, a client span per callback.
       const spans = (await (await fetch(service.url.replace(/\/test$/, '/otel/spans'))).json()) as SpanSummary[];
       const servers = spans.filter((s) => s.kind === 'server' && s.name.startsWith('POST'));
