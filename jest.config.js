@@ -25,4 +25,7 @@ export default {
   },
   transformIgnorePatterns: ['/node_modules/(?!(?:.+/)?(?:content-disposition)/dist/)'],
   testTimeout: 30000,
+  // Two workers on the 2-core machines this runs on: the suites mostly wait on sockets, brokers and
+  // child processes (one worker, the default there, leaves a core idle).
+  maxWorkers: 2,
 };
