@@ -143,14 +143,16 @@ export function getterLookup<C>(carrier: C, getter: CarrierGetter<C>): Lookup {
 }
 
 /**
- * The default getter: own properties of a plain header map (`event.headers`, kafkajs `headers`),
- * the exact lower-case name first, else the first key equal to it ignoring case (API Gateway keeps
- * the client's spelling). Never reads inherited properties.
+ * The default getter: fetch's `Headers` (and a `Map`) through `get()`; otherwise own properties of a
+ * plain header map (`event.headers`, kafkajs `headers`), the exact lower-case name first, else the
+ * first key equal to it ignoring case (API Gateway keeps the client's spelling). Never reads
+ * inherited properties.
  * @internal
  */
 export const headerMapGetter: CarrierGetter<unknown> = {
   get(carrier, name) {
     if (carrier === null || typeof carrier !== 'object') return undefined;
+    if (carrier instanceof Headers || carrier instanceof Map) return carrier.get(name) ?? undefined;
     if (Object.prototype.hasOwnProperty.call(carrier, name)) return (carrier as Record<string, unknown>)[name];
     for (const key of Object.keys(carrier)) {
       if (key.length === name.length && key.toLowerCase() === name) return (carrier as Record<string, unknown>)[key];

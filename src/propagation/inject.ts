@@ -5,7 +5,8 @@ import { randomSpanId } from './ids.js';
 import { KNOWN_FLAGS } from './traceparent.js';
 import { formatTracestate } from './tracestate.js';
 import type { CarrierSetter } from './carrier.js';
-import { traceSourceOf, type OutboundKind } from '../record/trace-source.js';
+import { traceSourceOf, type OutboundKind, type TraceSource } from '../record/trace-source.js';
+import { Logger } from '@nestjs/common';
 
 /**
  * What one record sends on every outgoing call, worked out on its first call and reused: the
@@ -97,7 +98,8 @@ function baggageOf(record: ContextRecord, parts: OutboundParts): string {
  * (`record/trace-source.ts`) may write instead (`kind`: which kind of client asks). @internal
  */
 export function injectRecord<C>(record: ContextRecord, carrier: C, setter: CarrierSetter<C>, kind: OutboundKind = 'carrier'): void {
-  if (traceSourceOf(record.config)?.inject(record, carrier, setter, kind) === true) return;
+  const source = traceSourceOf(record.config);
+  if (source !== undefined && sourceInjected(source, record, carrier, setter, kind)) return;
   const parts = partsOf(record);
   setter.set(carrier, 'traceparent', parts.prefix + randomSpanId() + parts.suffix);
   if (parts.tracestate !== '') setter.set(carrier, 'tracestate', parts.tracestate);
@@ -105,6 +107,33 @@ export function injectRecord<C>(record: ContextRecord, carrier: C, setter: Carri
   if (baggage !== '') setter.set(carrier, 'baggage', baggage);
   const header = record.config.outboundHeader;
   if (header !== undefined) setter.set(carrier, header, record.correlationId);
+}
+
+let sourceFailureReported = false;
+
+/**
+ * Lets an app's trace source write the call; one that throws (a tracer's propagator can) writes
+ * nothing, and the library's own headers go out instead — reported once per process.
+ */
+function sourceInjected<C>(source: TraceSource, record: ContextRecord, carrier: C, setter: CarrierSetter<C>, kind: OutboundKind): boolean {
+  try {
+    return source.inject(record, carrier, setter, kind) === true;
+  } catch (error) {
+    if (!sourceFailureReported) {
+      sourceFailureReported = true;
+      try {
+        const reason = error instanceof Error ? error.message : String(error);
+        new Logger('ContextModule').error(
+          `The tracer's propagation (the app's trace source, e.g. nestjs-context/opentelemetry) threw while writing an outgoing call: ${reason}. ` +
+            "That call carries the library's own trace headers instead. Fix the propagator your tracer is configured with; this is logged once.",
+          error instanceof Error ? error.stack : undefined,
+        );
+      } catch {
+        // A logger that throws must not fail the call either.
+      }
+    }
+    return false;
+  }
 }
 
 /** Writes into a fresh plain object (no checks: it starts empty). */

@@ -27,8 +27,11 @@ export function isInternal(value: unknown): boolean {
   }
 }
 
-/** Reads the id an instrumentation holds for the operation running now, or null/undefined outside one. @internal */
-export type TraceIdReader = () => string | null | undefined;
+/** What a reader answers once what it reads from is gone: it is dropped from the registry. @internal */
+export const STALE: unique symbol = Symbol('nestjs-context:stale-trace-id-reader');
+
+/** Reads the id an instrumentation holds for the operation running now, or null/undefined outside one ({@link STALE}: gone for good). @internal */
+export type TraceIdReader = () => string | null | undefined | typeof STALE;
 
 const READERS = Symbol.for('nestjs-context:instrumentation-trace-id-readers');
 
@@ -57,7 +60,8 @@ export function instrumentationTraceId(): string | undefined {
   for (const reader of all) {
     try {
       const id = reader();
-      if (typeof id === 'string' && id !== '') return id;
+      if (id === STALE) all.delete(reader);
+      else if (typeof id === 'string' && id !== '') return id;
     } catch {
       // An instrumentation that fails to answer writes nothing of its own either.
     }

@@ -122,15 +122,20 @@ function httpResponseOf(context: unknown, request: IncomingMessage): object | un
   return response !== null && typeof response === 'object' ? response : undefined;
 }
 
-/** A header or parameter value as a carrier keeps it: a string, or a bounded list of strings. */
+/** Longest value taken from a handshake or `connectionParams` (as every entry: a baggage header is capped at 8192 bytes). */
+const MAX_VALUE_LENGTH = 8192;
+
+const usable = (value: unknown): value is string => typeof value === 'string' && value.length > 0 && value.length <= MAX_VALUE_LENGTH;
+
+/** A header or parameter value as a carrier keeps it: a string, or a bounded list of strings, each at most 8192 characters. */
 function carrierValue(value: unknown): string | readonly string[] | undefined {
-  if (typeof value === 'string') return value;
+  if (usable(value)) return value;
   if (!Array.isArray(value)) return undefined;
   const list: string[] = [];
   const n = Math.min(value.length, MAX_VALUES);
   for (let i = 0; i < n; i++) {
     const item: unknown = value[i];
-    if (typeof item === 'string') list.push(item);
+    if (usable(item)) list.push(item);
   }
   return list.length > 0 ? list : undefined;
 }

@@ -10,7 +10,7 @@ import { MINTED_ID_KEY } from '../../constants.js';
 import { isValidCorrelationId } from '../../propagation/correlation-id.js';
 import { uuidV7 } from '../../propagation/ids.js';
 import { recordOfRequest } from '../../record/context-record.js';
-import { addTraceIdReader, isInternal } from '../../runtime/internal.js';
+import { STALE, addTraceIdReader, isInternal } from '../../runtime/internal.js';
 
 /** The headers read for an inbound id where no context of ours exists yet: the library's defaults. */
 const INBOUND_HEADERS = ['x-request-id', 'x-correlation-id'] as const;
@@ -51,7 +51,13 @@ export function contextObserveOptions(options: CreateObserveModuleOptions = {}):
       // reads the AsyncLocalStorage of this `createObserveModule()` call, shared by all its apps.
       if (!readerAdded && isTracerService(instance)) {
         readerAdded = true;
-        addTraceIdReader(() => instance.currentTraceId());
+        // Held weakly: a closed app's TracerService (and all it references) can still be collected;
+        // the reader then answers nothing and is dropped.
+        const tracer = new WeakRef(instance);
+        addTraceIdReader(() => {
+          const live = tracer.deref();
+          return live === undefined ? STALE : live.currentTraceId();
+        });
       }
       return isInternal(instance) || (ownSkip !== undefined && Boolean(ownSkip(instance)));
     },
