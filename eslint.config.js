@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'dist/', 'dist-*/', 'coverage/', '.cache/', '.bench/'] },
+  { ignores: ['node_modules/', 'dist/', 'dist-*/', 'coverage/', '.cache/', '.bench/', 'test/fresh-app/template/', 'test/fresh-app/added/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -7,6 +7,10 @@ export default {
   extensionsToTreatAsEsm: ['.ts'],
   roots: ['<rootDir>/src', '<rootDir>/test'],
   testMatch: ['**/*.spec.ts', '**/*.e2e-spec.ts'],
+  // The fresh Nest app's own Vitest tests; test/fresh-app/fresh-app.e2e-spec.ts runs them in the app.
+  // ... and the official W3C harness run, which needs the harness beside the checkout: `npm run test:w3c`.
+  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/fresh-app/(template|added)/', '<rootDir>/test/opentelemetry/w3c-harness\\.e2e-spec\\.ts$'],
+  modulePathIgnorePatterns: ['<rootDir>/test/fresh-app/template/'],
   moduleNameMapper: {
     '^nestjs-context$': '<rootDir>/src/index.ts',
     '^nestjs-context/(.*)$': '<rootDir>/src/integrations/$1/index.ts',
@@ -21,4 +25,7 @@ export default {
   },
   transformIgnorePatterns: ['/node_modules/(?!(?:.+/)?(?:content-disposition)/dist/)'],
   testTimeout: 30000,
+  // Two workers on the 2-core machines this runs on: the suites mostly wait on sockets, brokers and
+  // child processes (one worker, the default there, leaves a core idle).
+  maxWorkers: 2,
 };

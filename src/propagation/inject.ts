@@ -30,15 +30,21 @@ export interface OutboundParts {
 
 const NONE: readonly BaggageMember[] = Object.freeze([]);
 
+/** `-<flags>` of an outgoing `traceparent`, by the known flag bits (no number formatting per request). */
+const FLAG_SUFFIXES = ['-00', '-01', '-02', '-03'] as const;
+
 function partsOf(record: ContextRecord): OutboundParts {
   const cached = record.outbound;
   if (cached !== undefined) return cached;
   const trace = record.trace;
+  const baggage = inboundBaggageParts(record);
   const parts: OutboundParts = {
     prefix: `00-${trace.traceId}-`,
-    suffix: `-0${(trace.flags & KNOWN_FLAGS).toString(16)}`,
+    suffix: FLAG_SUFFIXES[trace.flags & KNOWN_FLAGS] as string,
     tracestate: trace.tracestate.length === 0 ? '' : formatTracestate(trace.tracestate, record.config.trace.maxTracestateLength),
-    ...inboundBaggageParts(record),
+    declaredInbound: baggage.declaredInbound,
+    otherInbound: baggage.otherInbound,
+    inboundBaggage: baggage.inboundBaggage,
   };
   record.outbound = parts;
   return parts;
@@ -46,16 +52,18 @@ function partsOf(record: ContextRecord): OutboundParts {
 
 type InboundBaggageParts = Pick<OutboundParts, 'declaredInbound' | 'otherInbound' | 'inboundBaggage'>;
 
+const NO_INBOUND: InboundBaggageParts = Object.freeze({ declaredInbound: NONE, otherInbound: NONE, inboundBaggage: '' });
+
 /** What the inbound baggage contributes to every outgoing call: the declared members, the others passed on, and both as a header. */
 function inboundBaggageParts(record: ContextRecord): InboundBaggageParts {
   const options = record.config.baggage;
-  if (options.fields.length === 0 && !options.propagateInbound) return { declaredInbound: NONE, otherInbound: NONE, inboundBaggage: '' };
+  if (options.fields.length === 0 && !options.propagateInbound) return NO_INBOUND;
   // Nothing declared and everything passed on: a header in canonical form goes out as it came,
   // unparsed (parsing and formatting it again would give the same string).
   const raw = options.fields.length === 0 ? record.rawBaggage : undefined;
   if (raw !== undefined && isCanonicalBaggage(raw, options.limits)) return { declaredInbound: NONE, otherInbound: NONE, inboundBaggage: raw };
   const inbound = record.baggage;
-  if (inbound.length === 0) return { declaredInbound: NONE, otherInbound: NONE, inboundBaggage: '' };
+  if (inbound.length === 0) return NO_INBOUND;
   const keys = new Set(options.fields.map(([, key]) => key));
   const declaredInbound = keys.size === 0 ? NONE : inbound.filter((member) => keys.has(member.key));
   const otherInbound = options.propagateInbound ? inbound.filter((member) => !keys.has(member.key)) : NONE;

@@ -11,8 +11,10 @@ import ts from 'typescript';
  * first line is a comment naming a file (`// app.module.ts`) gets that name, so the blocks of one
  * page can import each other (`./my-context.js`). The README's `my-context.ts` is the one
  * `MyContext` (and the one `ContextRegistry` augmentation): every docs page gets a `my-context.ts`
- * re-exporting it, unless it defines its own. PRELUDE declares the few names the snippets treat as
- * given (an order type, a token check, a Redis connection).
+ * re-exporting it, unless it defines its own, and likewise an `app.controller.ts` re-exporting the
+ * quick start's `AppController`. PRELUDE declares the few names the snippets treat as given (an order
+ * type, a token check, a Redis connection) and types the Vitest recipes' `'vitest'` import as Jest's
+ * globals (the same shapes; those recipes run under real Vitest in test/fresh-app/).
  */
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const VIRTUAL = join(ROOT, '.doc-blocks');
@@ -22,6 +24,9 @@ interface Order { item: string }
 declare function verify(authorization: string | undefined): string;
 declare const connection: { host: string; port: number };
 declare const urls: string[];
+declare module 'vitest' {
+  export { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+}
 `;
 
 interface Block {
@@ -66,9 +71,13 @@ function allBlocks(): Block[] {
   const blocks = documents().flatMap((doc) => extract(doc).blocks);
   const readmeContext = join(VIRTUAL, 'README', 'my-context.ts');
   if (!blocks.some((b) => b.file === readmeContext)) throw new Error('README.md has no `// my-context.ts` block');
+  const shared = { 'my-context.ts': 'MyContext', 'app.controller.ts': 'AppController' };
   for (const doc of documents().filter((d) => d !== 'README.md' && blocks.some((b) => b.origin.startsWith(`${d}:`)))) {
-    const file = join(VIRTUAL, doc.replace(/\.md$/, ''), 'my-context.ts');
-    if (!blocks.some((b) => b.file === file)) blocks.push({ origin: `${doc} (shared MyContext)`, file, code: "export { MyContext } from '../../README/my-context.js';\n" });
+    for (const [name, symbol] of Object.entries(shared)) {
+      const file = join(VIRTUAL, doc.replace(/\.md$/, ''), name);
+      const from = `../../README/${name.replace(/\.ts$/, '.js')}`;
+      if (!blocks.some((b) => b.file === file)) blocks.push({ origin: `${doc} (shared ${symbol})`, file, code: `export { ${symbol} } from '${from}';\n` });
+    }
   }
   blocks.push({ origin: 'the test prelude', file: join(VIRTUAL, 'prelude.d.ts'), code: PRELUDE });
   return blocks;

@@ -3,7 +3,8 @@ import { Module, type INestApplication } from '@nestjs/common';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Test } from '@nestjs/testing';
-import { context, defaultTextMapGetter, defaultTextMapSetter, propagation, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { context, defaultTextMapGetter, defaultTextMapSetter, propagation, ROOT_CONTEXT, trace, TraceFlags } from '@opentelemetry/api';
+import { CompositePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { ContextModule, ContextService, type ContextInit } from '../../src/index.js';
 import { ContextOpenTelemetryModule, ContextPropagator, extractedCorrelationId } from '../../src/integrations/opentelemetry/index.js';
 import { propagateContext } from '../../src/integrations/fetch/index.js';
@@ -154,5 +155,43 @@ describe('ContextOpenTelemetryModule with the OTel SDK: the manual API, httpClie
     expect(traceSourceOf(host.options)).toBeDefined();
     await app.close();
     expect(traceSourceOf(host.options)).toBeUndefined();
+  });
+});
+
+describe('ContextPropagator after W3CTraceContextPropagator: Level 2 trace context on a forwarded call', () => {
+  const composite = new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new ContextPropagator()] });
+  const T = '12345678901234567890123456789012';
+  const P = '1234567890123456';
+
+  beforeAll(() => propagation.setGlobalPropagator(composite));
+  afterAll(() => propagation.disable());
+
+  /** Extracts `headers`, makes a child as OTel's SDK does (same trace and tracestate, sampler's flags only) and injects it. */
+  function forward(headers: Record<string, string | string[]>): Record<string, string> {
+    const extracted = composite.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
+    const parent = trace.getSpanContext(extracted)!;
+    const child = trace.setSpanContext(extracted, { traceId: parent.traceId, spanId: 'abcdef0123456789', traceFlags: TraceFlags.SAMPLED, traceState: parent.traceState });
+    const out: Record<string, string> = {};
+    composite.inject(child, out, defaultTextMapSetter);
+    return out;
+  }
+
+  it('keeps tracestate keys of the Level 2 grammar that OTel alone drops', () => {
+    for (const tracestate of ['foo@=1,bar=2', 'foo@@bar=1,bar=2', `${'t'.repeat(242)}@v=1`, `foo=1,${'z'.repeat(256)}=1`]) {
+      expect({ tracestate, sent: forward({ traceparent: `00-${T}-${P}-01`, tracestate }).tracestate }).toEqual({ tracestate, sent: tracestate });
+    }
+  });
+
+  it('drops the whole tracestate when a member breaks the grammar or there are more than 32 (OTel alone keeps the rest)', () => {
+    const members33 = Array.from({ length: 33 }, (_, i) => `bar${String(i + 1).padStart(2, '0')}=${i}`).join(',');
+    for (const tracestate of ['foo=bar=baz', 'foo=,bar=3', '@foo=1,bar=2', `foo=1,${'z'.repeat(257)}=1`, members33]) {
+      const sent = forward({ traceparent: `00-${T}-${P}-01`, tracestate });
+      expect({ tracestate, sent: sent.tracestate, traceparent: sent.traceparent }).toEqual({ tracestate, sent: undefined, traceparent: `00-${T}-abcdef0123456789-01` });
+    }
+  });
+
+  it('sets the random flag again on the spans of a trace that arrived with it, and only then', () => {
+    expect(forward({ traceparent: `00-${T}-${P}-02` }).traceparent).toBe(`00-${T}-abcdef0123456789-03`);
+    expect(forward({ traceparent: `00-${T}-${P}-00` }).traceparent).toBe(`00-${T}-abcdef0123456789-01`);
   });
 });

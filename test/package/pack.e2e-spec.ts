@@ -6,22 +6,14 @@
  * consumer's `node_modules` (what npm does for a package without dependencies) and every entry point
  * is imported from ESM and required from CommonJS.
  */
-import { execFile } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { run } from '../utils/run.js';
 
 const ROOT = process.cwd();
 /** Largest acceptable tarball, gzipped (today about 145 kB). */
 const MAX_PACKED_BYTES = 220_000;
-
-function run(cmd: string, args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { cwd, timeout: 240_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr });
-    });
-  });
-}
 
 interface PackResult {
   filename: string;

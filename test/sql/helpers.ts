@@ -1,3 +1,4 @@
+import type { ContextInit } from '../../src/index.js';
 /** Reading sqlcommenter comments back out of statement text the database reports. */
 
 /** The key/value pairs of the sqlcommenter comment at the end of `sql` (decoded), or `undefined` when it has none. */
@@ -53,4 +54,33 @@ export function expectedValue(value: string, max: number): string {
   const last = text.charCodeAt(text.length - 1);
   if (value.length > max && last >= 0xd800 && last <= 0xdbff) text = text.slice(0, -1);
   return text.replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+}
+
+/** The context class of the SQL tests: a declared field (`tenant`) and one that is never declared. */
+export class SqlContext {
+  correlationId: string;
+  tenant?: string;
+  /** Never declared: must never reach the database. */
+  secret = 'undeclared-secret';
+  constructor(init: ContextInit) {
+    this.correlationId = init.correlationId;
+  }
+}
+
+/**
+ * Sends 200 concurrent requests with their own id and tenant to `url` (an echo route answering the
+ * text of `n=2` statements it ran) and returns those whose statements carry another request's id or
+ * tenant (or not two statements): `[]` is zero cross-talk.
+ */
+export async function crossTalk(url: string, prefix: string): Promise<Array<{ id: string; texts: string[] }>> {
+  const ids = Array.from({ length: 200 }, (_, i) => `${prefix}-${i}-${Math.random().toString(36).slice(2, 8)}`);
+  const results = await Promise.all(
+    ids.map(async (id) => {
+      const res = await fetch(`${url}?n=2`, { headers: { 'x-request-id': id, 'x-tenant': `tenant-${id}` } });
+      return { id, texts: (await res.json()) as string[] };
+    }),
+  );
+  return results.filter(
+    ({ id, texts }) => texts.length !== 2 || texts.some((text) => commentOf(text).correlation_id !== id || commentOf(text).tenant !== `tenant-${id}`),
+  );
 }

@@ -4,11 +4,11 @@ import fc from 'fast-check';
 import mysql from 'mysql2';
 import mysqlPromise from 'mysql2/promise';
 import request from 'supertest';
-import { ContextModule, ContextService, type ContextInit } from '../../src/index.js';
+import { ContextModule, ContextService } from '../../src/index.js';
 import { commentMysql2, type SqlCommentOptions } from '../../src/integrations/sql/index.js';
 import { requireBroker } from '../utils/brokers.js';
 import { bootApp, platforms } from '../utils/platforms.js';
-import { commentOf, expectedValue, INBOUND_PARENT, INBOUND_TRACEPARENT, MARIA, parseComment, TRACE_ID, traceOf } from './helpers.js';
+import { commentOf, crossTalk, expectedValue, INBOUND_PARENT, INBOUND_TRACEPARENT, MARIA, parseComment, SqlContext, TRACE_ID, traceOf } from './helpers.js';
 
 /**
  * mysql2 against the real MariaDB: a statement reads its own text back from
@@ -16,14 +16,6 @@ import { commentOf, expectedValue, INBOUND_PARENT, INBOUND_TRACEPARENT, MARIA, p
  * running one from there too.
  */
 
-class Ctx {
-  correlationId: string;
-  tenant?: string;
-  secret = 'undeclared-secret';
-  constructor(init: ContextInit) {
-    this.correlationId = init.correlationId;
-  }
-}
 
 const POOL = Symbol('promise pool');
 const CALLBACK_POOL = Symbol('callback pool');
@@ -39,7 +31,7 @@ class MyController {
   constructor(
     @Inject(POOL) private readonly pool: mysqlPromise.Pool,
     @Inject(CALLBACK_POOL) private readonly callbackPool: mysql.Pool,
-    private readonly context: ContextService<Ctx>,
+    private readonly context: ContextService<SqlContext>,
   ) {}
 
   @Get('echo')
@@ -89,7 +81,7 @@ class MyController {
 
 function moduleWith(pool: mysqlPromise.Pool, callbackPool: mysql.Pool) {
   @Module({
-    imports: [ContextModule.forRoot(Ctx)],
+    imports: [ContextModule.forRoot(SqlContext)],
     controllers: [MyController],
     providers: [
       { provide: POOL, useValue: pool },
@@ -210,17 +202,7 @@ describe('mysql2: transactions, pools, prepared statements (express)', () => {
   });
 
   it('200 concurrent requests over a pool of 4: every statement carries its own request id', async () => {
-    const ids = Array.from({ length: 200 }, (_, i) => `my-pool-${i}-${Math.random().toString(36).slice(2, 8)}`);
-    const results = await Promise.all(
-      ids.map(async (id) => {
-        const res = await fetch(`${base}/my/echo?n=2`, { headers: { 'x-request-id': id, 'x-tenant': `tenant-${id}` } });
-        return { id, texts: (await res.json()) as string[] };
-      }),
-    );
-    const crossTalk = results.filter(
-      ({ id, texts }) => texts.length !== 2 || texts.some((text) => commentOf(text).correlation_id !== id || commentOf(text).tenant !== `tenant-${id}`),
-    );
-    expect(crossTalk).toEqual([]);
+    expect(await crossTalk(`${base}/my/echo`, 'my-pool')).toEqual([]);
   });
 
   it('200 concurrent requests over a callback pool of 2: no cross-talk when connections are handed on', async () => {
@@ -250,13 +232,13 @@ describe('mysql2: transactions, pools, prepared statements (express)', () => {
 });
 
 describe('mysql2: execute() and the server-side statement cache', () => {
-  let service: ContextService<Ctx>;
+  let service: ContextService<SqlContext>;
   let closeApp: () => Promise<void>;
   beforeAll(async () => {
     const dummy = commentMysql2(mysqlPromise.createPool({ ...MARIA, connectionLimit: 1 }));
     const callbackDummy = mysql.createPool({ ...MARIA, connectionLimit: 1 });
     const app = await bootApp(moduleWith(dummy, callbackDummy), platforms[0][1]);
-    service = app.get<ContextService<Ctx>>(ContextService);
+    service = app.get<ContextService<SqlContext>>(ContextService);
     closeApp = async () => {
       await app.close();
       await dummy.end();

@@ -6,25 +6,17 @@ import mysql from 'mysql2';
 import pg from 'pg';
 import request from 'supertest';
 import { DataSource } from 'typeorm';
-import { ContextModule, ContextService, type ContextInit } from '../../src/index.js';
+import { ContextModule, ContextService } from '../../src/index.js';
 import { commentKnex, commentKysely, commentTypeOrm, type SqlCommentOptions } from '../../src/integrations/sql/index.js';
 import { requireBroker } from '../utils/brokers.js';
 import { bootApp, platforms } from '../utils/platforms.js';
-import { commentOf, INBOUND_TRACEPARENT, MARIA, PG, TRACE_ID, traceOf } from './helpers.js';
+import { commentOf, INBOUND_TRACEPARENT, MARIA, PG, SqlContext, TRACE_ID, traceOf } from './helpers.js';
 
 /**
  * Kysely, Knex and TypeORM on the real PostgreSQL and MariaDB: plain statements, the query
  * builder and transactions carry the request's comment, read back from the server.
  */
 
-class Ctx {
-  correlationId: string;
-  tenant?: string;
-  secret = 'undeclared-secret';
-  constructor(init: ContextInit) {
-    this.correlationId = init.correlationId;
-  }
-}
 
 const PG_ECHO = 'SELECT current_query() AS q';
 const MARIA_ECHO = 'SELECT info AS q FROM information_schema.PROCESSLIST WHERE id = CONNECTION_ID()';
@@ -137,7 +129,7 @@ const ORM = Symbol('orm');
 class OrmController {
   constructor(
     @Inject(ORM) private readonly orm: Orm,
-    private readonly context: ContextService<Ctx>,
+    private readonly context: ContextService<SqlContext>,
   ) {}
 
   @Get('run')
@@ -166,7 +158,7 @@ describe.each(cases)('%s on %s', (name, db, make) => {
   let orm: Orm;
   beforeAll(async () => {
     orm = make(db);
-    @Module({ imports: [ContextModule.forRoot(Ctx)], controllers: [OrmController], providers: [{ provide: ORM, useValue: orm }] })
+    @Module({ imports: [ContextModule.forRoot(SqlContext)], controllers: [OrmController], providers: [{ provide: ORM, useValue: orm }] })
     class OrmModule {}
     app = await bootApp(OrmModule, platforms[0][1]);
   });

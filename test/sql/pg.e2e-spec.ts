@@ -3,26 +3,17 @@ import { Body, Controller, Get, Headers, Inject, Module, Post, Query, type INest
 import fc from 'fast-check';
 import pg from 'pg';
 import request from 'supertest';
-import { ContextModule, ContextService, type ContextInit } from '../../src/index.js';
+import { ContextModule, ContextService } from '../../src/index.js';
 import { commentPg } from '../../src/integrations/sql/index.js';
 import { requireBroker } from '../utils/brokers.js';
 import { bootApp, platforms } from '../utils/platforms.js';
-import { commentOf, expectedValue, INBOUND_PARENT, INBOUND_TRACEPARENT, parseComment, PG, TRACE_ID, traceOf } from './helpers.js';
+import { commentOf, crossTalk, expectedValue, INBOUND_PARENT, INBOUND_TRACEPARENT, parseComment, PG, SqlContext, TRACE_ID, traceOf } from './helpers.js';
 
 /**
  * node-postgres against the real PostgreSQL: the statement text is read back from the server
  * (`current_query()` echoes a statement's own text, `pg_stat_activity` shows another backend's).
  */
 
-class Ctx {
-  correlationId: string;
-  tenant?: string;
-  /** Never declared: must never reach the database. */
-  secret = 'undeclared-secret';
-  constructor(init: ContextInit) {
-    this.correlationId = init.correlationId;
-  }
-}
 
 const POOL = Symbol('pool');
 const SHARED = Symbol('shared client holder');
@@ -39,7 +30,7 @@ class PgController {
   constructor(
     @Inject(POOL) private readonly pool: pg.Pool,
     @Inject(SHARED) private readonly shared: Shared,
-    private readonly context: ContextService<Ctx>,
+    private readonly context: ContextService<SqlContext>,
   ) {}
 
   @Get('echo')
@@ -112,7 +103,7 @@ async function outsideRead<R extends pg.QueryResultRow>(text: string, values: un
 
 function moduleWith(pool: pg.Pool, shared: Shared) {
   @Module({
-    imports: [ContextModule.forRoot(Ctx)],
+    imports: [ContextModule.forRoot(SqlContext)],
     controllers: [PgController],
     providers: [
       { provide: POOL, useValue: pool },
@@ -230,17 +221,7 @@ describe('pg: transactions, pools, reused connections, prepared statements (expr
   });
 
   it('200 concurrent requests over a pool of 4: every statement carries its own request id', async () => {
-    const ids = Array.from({ length: 200 }, (_, i) => `pg-pool-${i}-${Math.random().toString(36).slice(2, 8)}`);
-    const results = await Promise.all(
-      ids.map(async (id) => {
-        const res = await fetch(`${base}/pg/echo?n=2`, { headers: { 'x-request-id': id, 'x-tenant': `tenant-${id}` } });
-        return { id, texts: (await res.json()) as string[] };
-      }),
-    );
-    const crossTalk = results.filter(
-      ({ id, texts }) => texts.length !== 2 || texts.some((text) => commentOf(text).correlation_id !== id || commentOf(text).tenant !== `tenant-${id}`),
-    );
-    expect(crossTalk).toEqual([]);
+    expect(await crossTalk(`${base}/pg/echo`, 'pg-pool')).toEqual([]);
     expect(pool.totalCount).toBeLessThanOrEqual(4);
   });
 
@@ -277,7 +258,7 @@ describe('pg: transactions, pools, reused connections, prepared statements (expr
   });
 
   it('a manual context (contextService.run with headers) comments like a request', async () => {
-    const service = app.get<ContextService<Ctx>>(ContextService);
+    const service = app.get<ContextService<SqlContext>>(ContextService);
     const text = await service.run(async () => (await pool.query<Q>(ECHO)).rows[0]!.q, {
       headers: { 'x-request-id': 'pg-manual-1', traceparent: INBOUND_TRACEPARENT },
       trusted: true,
@@ -287,7 +268,7 @@ describe('pg: transactions, pools, reused connections, prepared statements (expr
   });
 
   it('pool.connect(callback) waiting for a busy pool calls back in its caller’s context, not the releaser’s', async () => {
-    const service = app.get<ContextService<Ctx>>(ContextService);
+    const service = app.get<ContextService<SqlContext>>(ContextService);
     const single = newPool(1);
     try {
       const held = await single.connect(); // the pool's only client, outside any context

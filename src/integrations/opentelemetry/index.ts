@@ -22,6 +22,7 @@ import {
   type TextMapGetter,
   type TextMapPropagator,
   type TextMapSetter,
+  type TraceState,
 } from '@opentelemetry/api';
 import { ContextHost } from '../../runtime/context-host.js';
 import { hostOrThrow } from '../../runtime/apps.js';
@@ -30,8 +31,8 @@ import { setTraceSource, type LogTraceIds, type OutboundKind, type TraceSource }
 import type { CarrierSetter } from '../../propagation/carrier.js';
 import type { BaggageMember, TraceInfo } from '../../interfaces/trace-info.interface.js';
 import { formatBaggage, parseBaggage } from '../../propagation/baggage.js';
-import { FLAG_RANDOM, FLAG_SAMPLED } from '../../propagation/traceparent.js';
-import { parseTracestate } from '../../propagation/tracestate.js';
+import { FLAG_RANDOM, FLAG_SAMPLED, formatTraceparent, parseTraceparent } from '../../propagation/traceparent.js';
+import { formatTracestate, parseTracestate, updateTracestate, type TraceStateEntries } from '../../propagation/tracestate.js';
 import { ContextConfigError } from '../../errors.js';
 
 /** Options of {@link ContextOpenTelemetryModule.forRoot}. */
@@ -72,6 +73,8 @@ export interface ContextPropagatorOptions {
 }
 
 const CORRELATION_ID_KEY = createContextKey('nestjs-context correlation id');
+/** The trace id of an extracted `traceparent` whose random flag (Level 2) was set. */
+const RANDOM_TRACE_KEY = createContextKey('nestjs-context random trace id');
 /** Set on the probe context with which the library asks whether the SDK's propagator includes a ContextPropagator. */
 const PROBE_KEY = createContextKey('nestjs-context propagator probe');
 const PROBE_FIELD = 'x-nestjs-context-probe';
@@ -133,7 +136,9 @@ function mergedBaggage(ctx: Context, record: ContextRecord | undefined): string 
  * baggage fields — so a plain instrumented `fetch` or `http` call carries them, and no call carries
  * two. On extraction it reads `baggage` into OTel's baggage (as `W3CBaggagePropagator` does) and the
  * correlation id into the context (see {@link extractedCorrelationId}); the library's entries read
- * the correlation id from the headers themselves. Stateless: one instance serves every app.
+ * the correlation id from the headers themselves. Placed after `W3CTraceContextPropagator`, it also
+ * keeps the trace context to W3C Level 2 where OTel's propagator alone does not (the inbound
+ * `tracestate` list, the random flag). Stateless: one instance serves every app.
  *
  * @example
  * propagation.setGlobalPropagator(new CompositePropagator({
@@ -158,6 +163,7 @@ export class ContextPropagator implements TextMapPropagator {
         setter.set(carrier, PROBE_FIELD, '1');
         return;
       }
+      randomFlag(ctx, carrier, setter);
       const record = storage.getStore();
       const baggage = mergedBaggage(ctx, record);
       if (baggage !== '') setter.set(carrier, 'baggage', baggage);
@@ -168,10 +174,15 @@ export class ContextPropagator implements TextMapPropagator {
     }
   }
 
-  /** Reads `baggage` into OTel's baggage and the correlation id into the context. Never throws. */
+  /**
+   * Reads `baggage` into OTel's baggage and the correlation id into the context, and makes the
+   * remote span context that OTel's trace-context propagator extracted before it follow W3C Trace
+   * Context Level 2 (see {@link levelTwo}). Never throws.
+   */
   extract(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
     let out = ctx;
     try {
+      out = levelTwo(out, carrier, getter);
       const header = firstString(getter.get(carrier, 'baggage'));
       if (header !== undefined) {
         const members = parseBaggage(header);
@@ -200,6 +211,67 @@ export class ContextPropagator implements TextMapPropagator {
   fields(): string[] {
     return ['baggage', ...this.headers];
   }
+}
+
+/**
+ * A `tracestate` that the library parsed: OTel's `TraceState` over the library's entries, so that
+ * serializing it gives back what the library's own handling would send.
+ */
+class EntriesTraceState implements TraceState {
+  constructor(private readonly entries: TraceStateEntries) {}
+
+  set(key: string, value: string): TraceState {
+    try {
+      return new EntriesTraceState(updateTracestate(this.entries, key, value));
+    } catch {
+      return this; // an invalid key or value: OTel's own TraceState ignores it too
+    }
+  }
+
+  unset(key: string): TraceState {
+    return new EntriesTraceState(this.entries.filter(([k]) => k !== key));
+  }
+
+  get(key: string): string | undefined {
+    return this.entries.find(([k]) => k === key)?.[1];
+  }
+
+  serialize(): string {
+    return formatTracestate(this.entries);
+  }
+}
+
+/**
+ * OTel's `W3CTraceContextPropagator` (3.x) is Level 1 and lenient: it drops a `tracestate` member it
+ * cannot parse and keeps the rest (the spec drops the whole list: a member breaking the grammar,
+ * more than 32 members), rejects keys the Level 2 grammar allows (`foo@`, `a@@b`, 256 characters
+ * with `@`), and its spans lose the random flag of a continued trace. When it extracted a remote
+ * span context from the same `traceparent` the library's parser accepts, this puts back the
+ * `tracestate` as the library parses it (none when the list is invalid) and notes a random flag,
+ * which {@link randomFlag} writes again on the outgoing `traceparent`.
+ */
+function levelTwo(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
+  const sc = trace.getSpanContext(ctx);
+  if (sc === undefined || !sc.isRemote) return ctx;
+  const parent = parseTraceparent(getter.get(carrier, 'traceparent'));
+  if (parent === undefined || parent.traceId !== sc.traceId || parent.parentId !== sc.spanId) return ctx;
+  const entries = parseTracestate(getter.get(carrier, 'tracestate'));
+  const traceState = entries === undefined || entries.length === 0 ? undefined : new EntriesTraceState(entries);
+  const out = trace.setSpanContext(ctx, { ...sc, traceState });
+  return (parent.flags & FLAG_RANDOM) === 0 ? out : out.setValue(RANDOM_TRACE_KEY, sc.traceId);
+}
+
+/**
+ * Sets the random flag again on the `traceparent` that OTel's trace-context propagator (earlier in
+ * the composite) wrote for a span of a trace that arrived with it: the flag says the trace id is
+ * random, which holds for every span of the trace, but OTel's sampler gives new spans the sampled
+ * bit only. Writes nothing when the SDK's propagator has no `traceparent` field.
+ */
+function randomFlag(ctx: Context, carrier: unknown, setter: TextMapSetter): void {
+  const sc = trace.getSpanContext(ctx);
+  if (sc === undefined || (sc.traceFlags & FLAG_RANDOM) !== 0 || ctx.getValue(RANDOM_TRACE_KEY) !== sc.traceId || !isSpanContextValid(sc)) return;
+  if (!propagation.fields().includes('traceparent')) return;
+  setter.set(carrier, 'traceparent', formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags | FLAG_RANDOM));
 }
 
 /** Whether the propagator OTel uses now includes a {@link ContextPropagator} (asked with a probe context). */
