@@ -52,6 +52,8 @@ const ALL_VARIANTS = [
   'ctx-none', 'ctx-param', 'ctx-service', 'ctx-current', 'ctx-inject', 'ctx-proxy', 'ctx-full', 'ctx-full-out',
   'fast-none', 'fast-param', 'fast-service', 'fast-current', 'fast-inject', 'fast-proxy', 'fast-full', 'fast-full-out',
   'als-mw', 'als-icpt', 'als-listener', 'cls-mw', 'cls-proxy', 'req-scope', 'req-scope-icpt',
+  // Opt-in only, never in the default set: they need PostgreSQL (see BENCHMARKS.md, "SQL comment per statement").
+  'sql-pg', 'sql-pg-comment',
 ];
 const TITLES = {
   raw: 'plain platform, no Nest',
@@ -80,6 +82,8 @@ const TITLES = {
   'cls-proxy': 'nestjs-cls proxy provider, id',
   'req-scope': 'Scope.REQUEST provider',
   'req-scope-icpt': 'Scope.REQUEST + do-nothing icpt',
+  'sql-pg': 'lib + SELECT 1 through pg',
+  'sql-pg-comment': 'lib + SELECT 1 through commentPg',
 };
 const LIBRARY = (name) => name.startsWith('ctx-') || name.startsWith('fast-');
 
@@ -366,9 +370,9 @@ function startServer(node, variant, platform) {
 }
 
 /** One GET / with the benchmark's inbound headers, for the behaviour check. */
-function httpGet(port) {
+function httpGet(port, urlPath = '/') {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/', headers: HEADERS, agent: false }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath, headers: HEADERS, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d) => (body += d));
@@ -389,7 +393,19 @@ async function checkBehaviour(server, spec) {
   if (spec.body === 'inbound' && res.body !== INBOUND.id) problems.push(`body ${JSON.stringify(res.body.slice(0, 60))} is not the inbound id`);
   if (spec.body === 'any' && res.body.length === 0) problems.push('empty body');
   if (spec.echo && res.headers['x-request-id'] !== INBOUND.id) problems.push(`x-request-id echoed as ${JSON.stringify(res.headers['x-request-id'])}`);
-  if (spec.checks !== undefined) {
+  if (spec.checks === 'sql-plain' || spec.checks === 'sql-comment') {
+    // The statement as PostgreSQL received it, through the same pool: commented with the inbound id
+    // and trace (a parent id of its own), or untouched.
+    const { status, body } = await httpGet(server.port, '/sql-check');
+    const comment = /\/\*(.*)\*\/$/.exec(body)?.[1];
+    if (status !== 200) problems.push(`/sql-check answered ${status}: ${body.slice(0, 200)}`);
+    else if (spec.checks === 'sql-plain' && comment !== undefined) problems.push(`statement carries a comment: ${body}`);
+    else if (spec.checks === 'sql-comment') {
+      const pairs = Object.fromEntries((comment ?? '').split(',').map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 2, -1)]));
+      const parent = new RegExp(`^00-${INBOUND.traceId}-([0-9a-f]{16})-01$`).exec(pairs.traceparent ?? '')?.[1];
+      if (pairs.correlation_id !== INBOUND.id || parent === undefined || parent === INBOUND.parentId) problems.push(`statement comment ${JSON.stringify(comment)}`);
+    }
+  } else if (spec.checks !== undefined) {
     const { sink } = await server.ask('inspect');
     const traceId = spec.checks === 'trace' ? sink : sink?.traceId;
     if (!server.features.trace) notes.push('library has no ContextService.trace: traceparent not read');

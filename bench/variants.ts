@@ -17,11 +17,15 @@ import {
   type ExecutionContext,
   type INestApplication,
   type NestInterceptor,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
   type Type,
 } from '@nestjs/common';
 import { APP_INTERCEPTOR, REQUEST } from '@nestjs/core';
 import { ClsModule, ClsService, InjectableProxy } from 'nestjs-cls';
+import pg from 'pg';
 import { Observable } from 'rxjs';
+import { commentPg } from '../src/integrations/sql/index.js';
 import * as lib from './lib.js';
 import { ContextModule, ContextService, Ctx, currentContext, type ContextInit } from './lib.js';
 import { hit, probe } from './probe.js';
@@ -349,6 +353,77 @@ function handListener(app: INestApplication): void {
   server.on('request', (req: IncomingMessage, res: ServerResponse) => handStorage.run(handRecord(req, res), handler, req, res));
 }
 
+// ---- a request that runs one statement through pg, with and without the SQL comment (opt-in: they need PostgreSQL) ----
+
+/** PostgreSQL of the SQL variants: the machine's (trust auth, database `test`), or libpq's PG* variables. */
+const PG_CONFIG = {
+  host: process.env.PGHOST ?? '127.0.0.1',
+  port: Number(process.env.PGPORT ?? 5432),
+  user: process.env.PGUSER ?? 'postgres',
+  database: process.env.PGDATABASE ?? 'test',
+  // As many connections as the counted load's batch (16 concurrent requests): a statement never waits for a connection.
+  max: 16,
+};
+
+/** The SQL variants' pool: the same settings in both; only `commentPg` differs. Checked at start, closed with the app. */
+@Injectable()
+class BenchPool implements OnApplicationBootstrap, OnApplicationShutdown {
+  readonly pool: pg.Pool;
+  constructor(comment: boolean) {
+    const pool = new pg.Pool(PG_CONFIG);
+    pool.on('error', () => undefined);
+    this.pool = comment ? commentPg(pool) : pool;
+  }
+  /** Fails the server's start, naming PostgreSQL, when it does not answer; opens the pool's connections. */
+  async onApplicationBootstrap(): Promise<void> {
+    try {
+      await Promise.all(Array.from({ length: PG_CONFIG.max }, () => this.pool.query('SELECT 1')));
+    } catch (error) {
+      throw new Error(
+        `the SQL variants need PostgreSQL on ${PG_CONFIG.host}:${PG_CONFIG.port} (user ${PG_CONFIG.user}, database ${PG_CONFIG.database}, ` +
+          `no password; PGHOST/PGPORT/PGUSER/PGDATABASE override): ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+  }
+  /** Ends the pool. */
+  async onApplicationShutdown(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+/** Runs `SELECT 1` through the pool, then reads the context as the ContextService variant does. */
+@Controller()
+class SqlController {
+  constructor(
+    private readonly db: BenchPool,
+    private readonly context: ContextService<BenchContext>,
+  ) {}
+  /** GET /: one `SELECT 1`, then the correlation id. */
+  @Get()
+  async index(): Promise<string> {
+    hit();
+    await this.db.pool.query('SELECT 1');
+    return this.context.get().correlationId;
+  }
+  /** GET /sql-check (behaviour check only): the text of a statement as PostgreSQL received it. */
+  @Get('sql-check')
+  async check(): Promise<string> {
+    return (await this.db.pool.query<{ q: string }>('SELECT current_query() AS q')).rows[0]?.q ?? '';
+  }
+}
+
+/** The library in its default configuration and a pg pool, commented or not. */
+function sql(comment: boolean): DynamicModule {
+  @Module({})
+  class SqlModule {}
+  return {
+    module: SqlModule,
+    imports: [contextModule('interceptor')],
+    controllers: [SqlController],
+    providers: [{ provide: BenchPool, useFactory: () => new BenchPool(comment) }],
+  };
+}
+
 // ---- the catalogue ----
 
 export type Group = 'reference' | 'library' | 'peer';
@@ -364,7 +439,7 @@ export interface Variant {
   /** Whether the response must echo the inbound id in `x-request-id`. */
   readonly echo: boolean;
   /** Whether the handler reads the trace / builds an outbound request (checked through the probe). */
-  readonly checks?: 'trace' | 'outbound';
+  readonly checks?: 'trace' | 'outbound' | 'sql-plain' | 'sql-comment';
   /** A root module, or `'raw'` for the plain-platform reference served without Nest. */
   readonly module: () => Type | DynamicModule | 'raw';
   /** Called between NestFactory.create() and listen(). */
@@ -397,5 +472,7 @@ export const variants: readonly Variant[] = [
   { name: 'cls-mw', title: 'nestjs-cls, middleware mode, id generated', group: 'peer', body: 'any', echo: false, module: () => ClsMiddlewareModule },
   { name: 'cls-proxy', title: 'nestjs-cls, proxy provider injected, id generated', group: 'peer', body: 'any', echo: false, module: () => ClsProxyModule },
   { name: 'req-scope', title: 'a Scope.REQUEST provider injected into the controller', group: 'peer', body: 'inbound', echo: false, module: () => RequestScopeModule },
+  { name: 'sql-pg', title: 'library, ContextService read + SELECT 1 through pg', group: 'library', configuration: 'interceptor', body: 'inbound', echo: true, checks: 'sql-plain', module: () => sql(false) },
+  { name: 'sql-pg-comment', title: 'the same with the pool wrapped by commentPg', group: 'library', configuration: 'interceptor', body: 'inbound', echo: true, checks: 'sql-comment', module: () => sql(true) },
   { name: 'req-scope-icpt', title: 'the same plus a do-nothing global interceptor', group: 'reference', body: 'inbound', echo: false, module: () => RequestScopeInterceptorModule },
 ];

@@ -10,6 +10,7 @@ import { MyContext } from '../sample/my-context.js';
 import { startChain, type Chain } from '../sample/chain.js';
 import { ReceiptLog } from '../sample/orders/receipts.js';
 import { captureStdio } from './logging/helpers.js';
+import { commentOf, traceOf } from './sql/helpers.js';
 import { freePort, requireBroker } from './utils/brokers.js';
 import { bootApp, platforms } from './utils/platforms.js';
 
@@ -77,8 +78,9 @@ describe("the sample's GreetingService, unit-tested with nestjs-context/testing 
 
 /**
  * The sample's microservice chain, as `npm run sample -- --demo` runs it: gateway (HTTP) → orders
- * (HTTP) → billing (TCP microservice) → receipts (BullMQ on the real Redis). Every log line of one
- * request, in every service, carries that request's correlation id and trace id.
+ * (HTTP) → billing (TCP microservice) → receipts (BullMQ on the real Redis), and orders' statement
+ * on the real PostgreSQL. Every log line of one request, in every service, carries that request's
+ * correlation id and trace id, and so does the statement text PostgreSQL reports.
  */
 describe('the sample chain: one request, one id in every service\'s log lines', () => {
   let chain: Chain;
@@ -93,6 +95,7 @@ describe('the sample chain: one request, one id in every service\'s log lines', 
 
   beforeAll(async () => {
     await requireBroker('redis');
+    await requireBroker('postgres');
     capture = captureStdio();
     try {
       chain = await startChain({ gatewayPort: 0, ordersPort: 0, billingPort: await freePort(), logger: new ContextLogger({ json: true, contextFields: ['userId'] }) });
@@ -111,15 +114,29 @@ describe('the sample chain: one request, one id in every service\'s log lines', 
     const res = await fetch(`${chain.gatewayUrl}/checkout/book`, { headers: { 'x-request-id': 'chain-1' } });
     expect(res.status).toBe(200);
     expect(res.headers.get('x-request-id')).toBe('chain-1');
-    const body = (await res.json()) as { traceId: string; order: { orderId: string; receipt: string; seenCorrelationId: string; invoice: Record<string, string> } };
+    const body = (await res.json()) as {
+      traceId: string;
+      order: { orderId: string; receipt: string; seenCorrelationId: string; invoice: Record<string, string>; database: { statement: string; correlationId: string } };
+    };
     expect(chain.receipts).toBe(true);
+    expect(chain.databaseSkipped).toBeUndefined();
     expect(body.order).toMatchObject({ receipt: 'queued', seenCorrelationId: 'chain-1', invoice: { seenCorrelationId: 'chain-1', seenUserId: 'demo-user' } });
+    // The database hop: the statement as PostgreSQL received it carries the request's id, trace and declared userId.
+    const { statement, correlationId } = body.order.database;
+    expect(statement).toMatch(/^SELECT current_query\(\) AS statement, \$1::text AS order_id \/\*.*\*\/$/);
+    const comment = commentOf(statement);
+    expect(comment).toEqual({ correlation_id: 'chain-1', traceparent: expect.any(String), userId: 'demo-user' });
+    expect(correlationId).toBe('chain-1');
+    expect(traceOf(comment.traceparent).traceId).toBe(body.traceId);
     expect(await chain.orders.get(ReceiptLog).waitFor(body.order.orderId)).toBe('chain-1');
 
     const lines = linesOf('chain-1');
     const services = new Set(lines.map((line) => line.context));
     expect([...services].sort()).toEqual(['Billing', 'Gateway', 'GatewayAccess', 'Orders', 'Receipts']);
     for (const line of lines) expect(line).toMatchObject({ traceId: body.traceId, userId: 'demo-user' });
+    expect(lines.find((line) => line.context === 'Orders' && line.message.includes('PostgreSQL saw:'))?.message).toBe(
+      `order ${body.order.orderId} recorded; PostgreSQL saw: ${statement}`,
+    );
     const spanOf = (service: string) => new Set(lines.filter((line) => line.context === service).map((line) => line.spanId));
     const spans = ['Gateway', 'Orders', 'Billing', 'Receipts'].map((service) => [...spanOf(service)]);
     for (const span of spans) expect(span).toHaveLength(1);
@@ -132,9 +149,10 @@ describe('the sample chain: one request, one id in every service\'s log lines', 
     const orders = await Promise.all(
       ids.map(async (id) => {
         const res = await fetch(`${chain.gatewayUrl}/checkout/item-${id}`, { headers: { 'x-request-id': id } });
-        const body = (await res.json()) as { correlationId: string; order: { orderId: string; item: string; seenCorrelationId: string } };
+        const body = (await res.json()) as { correlationId: string; order: { orderId: string; item: string; seenCorrelationId: string; database: { statement: string } } };
         expect(body.correlationId).toBe(id);
         expect(body.order.seenCorrelationId).toBe(id);
+        expect(commentOf(body.order.database.statement).correlation_id).toBe(id);
         return body.order.orderId;
       }),
     );
@@ -148,8 +166,8 @@ describe('the sample chain: one request, one id in every service\'s log lines', 
   });
 });
 
-describe('the sample chain without Redis', () => {
-  it('skips the BullMQ step, says so, and the rest of the chain still works', async () => {
+describe('the sample chain without Redis or PostgreSQL', () => {
+  it('skips the BullMQ step and the database hop, says so, and the rest of the chain still works', async () => {
     const capture = captureStdio();
     let chain: Chain | undefined;
     try {
@@ -159,14 +177,20 @@ describe('the sample chain without Redis', () => {
         ordersPort: 0,
         billingPort: await freePort(),
         redis: { host: '127.0.0.1', port: closed },
+        postgres: { host: '127.0.0.1', port: closed, user: 'postgres', database: 'test' },
         logger: new ContextLogger({ json: true }),
       });
       const res = await fetch(`${chain.gatewayUrl}/checkout/pen`, { headers: { 'x-request-id': 'no-redis-1' } });
-      const body = (await res.json()) as { order: { receipt: string; invoice: { seenCorrelationId: string } } };
+      const body = (await res.json()) as { order: { receipt: string; database: string; invoice: { seenCorrelationId: string } } };
       expect(chain.receipts).toBe(false);
       expect(body.order.receipt).toBe('skipped: Redis is not reachable');
+      expect(chain.databaseSkipped).toMatch(/ECONNREFUSED/);
+      expect(body.order.database).toBe('skipped: PostgreSQL did not answer at start');
       expect(body.order.invoice.seenCorrelationId).toBe('no-redis-1');
       expect(capture.lines().join('\n')).toMatch(/Redis is not reachable on 127\.0\.0\.1:\d+: the BullMQ receipts step is skipped/);
+      expect(capture.lines().join('\n')).toMatch(
+        /PostgreSQL on 127\.0\.0\.1:\d+ \(user postgres, database test\) did not answer a query \(connect ECONNREFUSED [^)]*\): the database hop is skipped/,
+      );
     } finally {
       await chain?.close();
       capture.restore();

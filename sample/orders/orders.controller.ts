@@ -5,6 +5,7 @@ import type { Queue } from 'bullmq';
 import { firstValueFrom } from 'rxjs';
 import { ContextService } from 'nestjs-context';
 import { MyContext } from '../my-context.js';
+import { OrdersDatabase } from './database.js';
 import { RECEIPTS_QUEUE } from './receipts.js';
 
 /** Injection token of the billing microservice's client. */
@@ -21,6 +22,7 @@ export class OrdersController {
     @Inject(BILLING) private readonly billing: ClientProxy,
     private readonly context: ContextService<MyContext>,
     @Optional() @InjectQueue(RECEIPTS_QUEUE) private readonly receipts?: Queue,
+    @Optional() private readonly database?: OrdersDatabase,
   ) {}
 
   @Post()
@@ -34,6 +36,9 @@ export class OrdersController {
     if (this.receipts !== undefined) await this.receipts.add('receipt', { orderId }, { removeOnComplete: true, removeOnFail: true });
     const receipt = this.receipts === undefined ? 'skipped: Redis is not reachable' : 'queued';
     this.logger.log(`order ${orderId} billed as ${String(invoice.invoiceId)}, receipt ${receipt}`);
-    return { orderId, item, invoice, receipt, seenCorrelationId: this.context.correlationId, seenUserId: this.context.get().userId };
+    // No SQL code here either: commentPg (database.ts) appends the context to the statement.
+    const database = this.database === undefined ? 'skipped: PostgreSQL did not answer at start' : await this.database.recordOrder(orderId);
+    if (typeof database !== 'string') this.logger.log(`order ${orderId} recorded; PostgreSQL saw: ${database.statement}`);
+    return { orderId, item, invoice, receipt, database, seenCorrelationId: this.context.correlationId, seenUserId: this.context.get().userId };
   }
 }

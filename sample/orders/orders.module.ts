@@ -6,6 +6,7 @@ import { ContextBullModule } from 'nestjs-context/bullmq';
 import { ContextMicroservicesModule } from 'nestjs-context/microservices';
 import { BAGGAGE_FIELDS, MyContext } from '../my-context.js';
 import { BILLING, OrdersController } from './orders.controller.js';
+import { OrdersDatabase, POSTGRES, type PostgresOptions } from './database.js';
 import { ReceiptLog, ReceiptsProcessor, RECEIPTS_QUEUE } from './receipts.js';
 
 /** Where the orders service finds its peers. */
@@ -14,9 +15,11 @@ export interface OrdersOptions {
   billingPort: number;
   /** Redis for the receipts step, or `undefined` to skip that step. */
   redis?: { host: string; port: number };
+  /** PostgreSQL for the database hop, or `undefined` to skip that hop. */
+  postgres?: PostgresOptions;
 }
 
-/** The orders service: HTTP in, TCP to billing, BullMQ for receipts (when Redis is there). */
+/** The orders service: HTTP in, TCP to billing, BullMQ for receipts (when Redis is there), PostgreSQL (when it is there). */
 @Module({})
 export class OrdersModule {
   static forRoot(options: OrdersOptions): DynamicModule {
@@ -36,7 +39,11 @@ export class OrdersModule {
         ...queue,
       ],
       controllers: [OrdersController],
-      providers: [ReceiptLog, ...(options.redis === undefined ? [] : [ReceiptsProcessor])],
+      providers: [
+        ReceiptLog,
+        ...(options.redis === undefined ? [] : [ReceiptsProcessor]),
+        ...(options.postgres === undefined ? [] : [{ provide: POSTGRES, useValue: options.postgres }, OrdersDatabase]),
+      ],
     };
   }
 }

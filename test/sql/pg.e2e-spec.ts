@@ -267,6 +267,32 @@ describe('pg: transactions, pools, reused connections, prepared statements (expr
     expect(traceOf(commentOf(text).traceparent).traceId).toBe(TRACE_ID);
   });
 
+  it('pool.connect(callback) waiting for a busy pool calls back in its caller’s context, not the releaser’s', async () => {
+    const service = app.get<ContextService<SqlContext>>(ContextService);
+    const single = newPool(1);
+    try {
+      const held = await single.connect(); // the pool's only client, outside any context
+      const waited = service.run(
+        () =>
+          new Promise<string>((resolve, reject) => {
+            single.connect((error, client, release) => {
+              if (error !== undefined || client === undefined) return reject(error ?? new Error('no client'));
+              client.query<Q>(ECHO).then(
+                (result) => (release(), resolve(result.rows[0]!.q)),
+                (queryError: unknown) => (release(), reject(queryError)),
+              );
+            });
+          }),
+        { headers: { 'x-request-id': 'pg-waiter-1' }, trusted: true },
+      );
+      // The release, in another context, hands the client to the waiting callback.
+      await service.run(async () => held.release(), { headers: { 'x-request-id': 'pg-releaser-1' }, trusted: true });
+      expect(commentOf(await waited).correlation_id).toBe('pg-waiter-1');
+    } finally {
+      await single.end();
+    }
+  });
+
   it('hostile field values round-trip through the database and never break out of the comment', async () => {
     const hostile = fc.oneof(
       fc.string({ unit: 'binary', maxLength: 160 }),

@@ -1,4 +1,4 @@
-import { AsyncResource } from 'node:async_hooks';
+import { bindToCaller } from './bind.js';
 import { SqlCommenter, toCommenter, type SqlCommentOptions } from './comment.js';
 
 /**
@@ -59,7 +59,7 @@ function patchCore(core: Core & Patched, commenter: SqlCommenter): void {
     if (typeof callback !== 'function') return getConnection.apply(this, args);
     return getConnection.call(
       this,
-      AsyncResource.bind((error: unknown, connection: (Core & Patched) | undefined) => {
+      bindToCaller((error: unknown, connection: (Core & Patched) | undefined) => {
         if (connection !== undefined && connection !== null && typeof connection.query === 'function') patchCore(connection, commenter);
         return (callback as Method)(error, connection);
       }),

@@ -1,4 +1,4 @@
-import { AsyncResource } from 'node:async_hooks';
+import { bindToCaller } from './bind.js';
 import { SqlCommenter, toCommenter, type SqlCommentOptions } from './comment.js';
 
 /** The part of a node-postgres `Client` (or `PoolClient`) this integration touches. */
@@ -74,7 +74,7 @@ export function commentPg<T extends PgClientLike>(target: T, options?: SqlCommen
     pool.connect = function commentedConnect(this: unknown, ...args: unknown[]) {
       const callback = args[0];
       if (typeof callback === 'function') {
-        const bound = AsyncResource.bind((error: unknown, client: PgClientLike | undefined, release: unknown) => {
+        const bound = bindToCaller((error: unknown, client: PgClientLike | undefined, release: unknown) => {
           if (client !== undefined && client !== null) patchQuery(client, commenter);
           return (callback as (...a: unknown[]) => unknown)(error, client, release);
         });
