@@ -15,6 +15,8 @@ import {
   type ContextModuleOptions,
 } from '../src/index.js';
 import { propagateContext as propagateFetch } from '../src/integrations/fetch/index.js';
+import { setTraceSource, type TraceSource } from '../src/record/trace-source.js';
+import { ContextHost } from '../src/runtime/context-host.js';
 import { bootApp, platforms } from './utils/platforms.js';
 
 /**
@@ -97,6 +99,13 @@ describe('contextService.run(fn, { headers }): continue from any carrier', () =>
     expect(service.run(() => seen(service), { headers: lambda })).toMatchObject({ id: 'lambda-1', traceId: TRACE_ID });
     const kafka: KafkaHeaders = { 'x-request-id': [Buffer.from('bad id'), Buffer.from('kafka-2')], traceparent: Buffer.from(TRACEPARENT) };
     expect(service.run(() => seen(service), { headers: kafka })).toMatchObject({ id: 'kafka-2', traceId: TRACE_ID });
+  });
+
+  it('fetch Headers and a Map are read through their get()', () => {
+    const fetchHeaders = new Headers({ 'X-Request-Id': 'headers-1', traceparent: TRACEPARENT });
+    expect(service.run(() => seen(service), { headers: fetchHeaders })).toMatchObject({ id: 'headers-1', traceId: TRACE_ID });
+    const map = new Map([['x-request-id', 'map-1']]);
+    expect(service.run(() => seen(service), { headers: map }).id).toBe('map-1');
   });
 
   it('a getter reads any other carrier (SQS message attributes)', () => {
@@ -231,6 +240,25 @@ describe('contextService.inject(carrier, setter): one call\'s headers into any c
       expect(parents.size).toBe(50);
       expect(parents.has(PARENT)).toBe(false);
     }, { headers: inbound });
+  });
+
+  it("a trace source (a tracer's propagation) that throws: the library's own headers go out, and nothing throws", () => {
+    const host = app.get(ContextHost);
+    const failing: TraceSource = {
+      capture: () => undefined,
+      inject() {
+        throw new Error('propagator boom');
+      },
+      logIds: () => undefined,
+    };
+    setTraceSource(host.options, failing);
+    try {
+      const headers = service.run(() => service.inject<Record<string, string>>({}), { headers: inbound });
+      expect(headers['x-request-id']).toBe('inj-1');
+      expect(TRACEPARENT_RE.exec(headers.traceparent ?? '')?.[1]).toBe(TRACE_ID);
+    } finally {
+      setTraceSource(host.options, undefined);
+    }
   });
 
   it('outside a context it writes nothing', () => {
