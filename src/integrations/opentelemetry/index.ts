@@ -177,7 +177,7 @@ export class ContextPropagator implements TextMapPropagator {
   /**
    * Reads `baggage` into OTel's baggage and the correlation id into the context, and makes the
    * remote span context that OTel's trace-context propagator extracted before it follow W3C Trace
-   * Context Level 2 (see {@link levelTwo}). Never throws.
+   * Context Level 2 (its Level 2 corrections: a broken `tracestate` list dropped whole, Level 2 keys accepted, the random flag kept). Never throws.
    */
   extract(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
     let out = ctx;
