@@ -144,7 +144,12 @@ export class ContextRecord<T extends object = object> {
   private readTrace(): TraceInfo {
     const carrier = this.traceCarrier;
     this.traceCarrier = undefined;
-    const adopted = this.adopted?.();
+    let adopted: TraceInfo | undefined;
+    try {
+      adopted = this.adopted?.();
+    } catch {
+      adopted = undefined; // a tracer that throws while its span is read: the library's own trace
+    }
     this.adopted = undefined;
     if (adopted !== undefined) return adopted;
     const parent = carrier === undefined ? undefined : parseTraceparent(carrier.traceparent);
