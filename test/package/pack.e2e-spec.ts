@@ -12,8 +12,12 @@ import { join } from 'node:path';
 import { run } from '../utils/run.js';
 
 const ROOT = process.cwd();
-/** Largest acceptable tarball, gzipped (today about 145 kB). */
-const MAX_PACKED_BYTES = 220_000;
+/**
+ * Largest acceptable tarball, gzipped: today about 223 kB (the root and 16 subpaths, each built twice,
+ * ESM and CommonJS, with declarations; 145 kB before the GraphQL, OpenTelemetry, Observe, SQL and
+ * testing subpaths).
+ */
+const MAX_PACKED_BYTES = 260_000;
 
 interface PackResult {
   filename: string;
