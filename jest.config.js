@@ -1,6 +1,10 @@
 /** ESM-only files under node_modules that CommonJS packages require() (see transform). */
 const REQUIRED_ESM = '/node_modules/(?:.+/)?content-disposition/dist/.+\\.js$';
 
+/** Whether this Node lets Jest require() an ES module itself (24.9 and later); older lines need it compiled to CommonJS. */
+const [major, minor] = process.versions.node.split('.').map(Number);
+const requiresEsm = major > 24 || (major === 24 && minor >= 9);
+
 /** Jest in native ESM mode (NestJS 12 is ESM-only); ts-jest transpiles TypeScript per file. */
 export default {
   testEnvironment: 'node',
@@ -20,10 +24,12 @@ export default {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json', diagnostics: false }],
     // An ESM-only package that a CommonJS dependency require()s (mercurius → @fastify/static →
     // content-disposition 3): Jest can load it that way only on Node 24.9+, so it is compiled to
-    // CommonJS for the older lines.
-    [REQUIRED_ESM]: ['ts-jest', { useESM: false, tsconfig: { allowJs: true, module: 'commonjs', moduleResolution: 'node' }, diagnostics: false }],
+    // CommonJS for the older lines (on 24.9+ the compiled copy would be loaded as ESM and fail).
+    ...(requiresEsm
+      ? {}
+      : { [REQUIRED_ESM]: ['ts-jest', { useESM: false, tsconfig: { allowJs: true, module: 'commonjs', moduleResolution: 'node' }, diagnostics: false }] }),
   },
-  transformIgnorePatterns: ['/node_modules/(?!(?:.+/)?(?:content-disposition)/dist/)'],
+  transformIgnorePatterns: requiresEsm ? ['/node_modules/'] : ['/node_modules/(?!(?:.+/)?(?:content-disposition)/dist/)'],
   testTimeout: 30000,
   // Two workers on the 2-core machines this runs on: the suites mostly wait on sockets, brokers and
   // child processes (one worker, the default there, leaves a core idle).
