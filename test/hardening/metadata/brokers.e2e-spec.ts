@@ -107,9 +107,16 @@ const natsSpec: Spec = {
 
 // ---------------------------------------------------------------- RabbitMQ
 
-/** amqplib encodes integral numbers as 64-bit integers and throws beyond that range: those become fractions. */
+/**
+ * amqplib guesses a number's AMQP type and throws for some it cannot encode: integers beyond the
+ * 64-bit range, fractions of magnitude 2^50 or more (it takes them for integers), NaN and -Infinity.
+ * The sender replaces those with a fraction it can encode.
+ */
 function amqpSafe(value: unknown): unknown {
-  if (typeof value === 'number') return Number.isInteger(value) && Math.abs(value) >= 2 ** 62 ? 0.5 : value;
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) return 0.5;
+    return Math.abs(value) >= (Number.isInteger(value) ? 2 ** 62 : 2 ** 50) ? 0.5 : value;
+  }
   if (Array.isArray(value)) return value.map(amqpSafe);
   if (value === null || typeof value !== 'object') return value;
   // amqplib reads a nested table with an own `!` key as its typed-value notation (`{ '!': type, value }`)
