@@ -1,4 +1,4 @@
-// Added once the README's "@nestjs/observe" line is applied (createObserveModule(contextObserveOptions())):
+// Added once the "@nestjs/observe" line of docs/observe.md's set-up is applied (createObserveModule(contextObserveOptions())):
 // Observe's trace id is the correlation id, with and without an inbound id.
 import { Controller, Get, INestApplication } from '@nestjs/common';
 import { TracerService } from '@nestjs/observe';
