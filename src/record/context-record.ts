@@ -14,6 +14,7 @@ import { FLAG_RANDOM, FLAG_SAMPLED, parseTraceparent } from '../propagation/trac
 import { parseTracestate } from '../propagation/tracestate.js';
 import { traceSourceOf } from './trace-source.js';
 
+/** The inbound carrier type, for the entries that import it with the record. @internal */
 export type { Carrier } from '../propagation/carrier.js';
 
 const CREATING = 1;

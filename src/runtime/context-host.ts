@@ -21,7 +21,7 @@ type AnyResponse = { raw?: ServerResponse } & Partial<Pick<ServerResponse, 'setH
 
 type Anchor = { [RECORD_KEY]?: ContextRecord };
 
-/** Reads inbound propagation metadata (header-like) from a handler's first two arguments (see {@link ContextHost.setExtractor}). */
+/** Reads inbound propagation metadata (header-like) from a handler's first two arguments (see {@link ContextHost.setExtractor}). @internal */
 export type CarrierExtractor = (data: unknown, transport: unknown) => Carrier | undefined;
 
 
