@@ -2,14 +2,15 @@
  * The published package as users get it: `dist/` (built by `npm test`) copied into a consumer's
  * `node_modules/nestjs-context`, imported by name from plain Node processes — ESM and CommonJS —
  * with none of the optional peer dependencies installed. Also checks the exports map, the type
- * declarations (a strict TypeScript consumer in both module systems), and that the ESM and CommonJS
- * builds share one AsyncLocalStorage.
+ * declarations (a strict TypeScript consumer in both module systems; nothing marked `@internal` left
+ * in them), and that the ESM and CommonJS builds share one AsyncLocalStorage.
  */
 import { execFile } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import ts from 'typescript';
 
 const ROOT = process.cwd();
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
@@ -234,4 +235,114 @@ export const clients = [propagateContext, propagateFetch];
     expect(stdout.split('\n').filter((line) => line.includes('error')).map((line) => relative(consumer, line))).toEqual([]);
     expect(code).toBe(0);
   });
+});
+
+/** Every file under `dir` whose name ends with `suffix`, as paths relative to `dir`. */
+function filesUnder(dir: string, suffix: string): string[] {
+  return (readdirSync(dir, { recursive: true }) as string[]).filter((file) => file.endsWith(suffix)).sort();
+}
+
+/** Whether the comments right before `node` say `@internal` (how `stripInternal` decides). */
+function markedInternal(node: ts.Node, text: string): boolean {
+  return (ts.getLeadingCommentRanges(text, node.getFullStart()) ?? []).some((range) => text.slice(range.pos, range.end).includes('@internal'));
+}
+
+/**
+ * The named declarations of one file, as dotted paths (`ContextHost`, `ContextHost.enterHttp`,
+ * `OpenOptions.source`), with whether each is marked `@internal`. Variables count by their statement.
+ */
+function declarations(file: string): { path: string; internal: boolean }[] {
+  const text = readFileSync(file, 'utf8');
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true);
+  const found: { path: string; internal: boolean }[] = [];
+  const visit = (node: ts.Node, container: string, insideInternal: boolean): void => {
+    let path = container;
+    let internal = insideInternal;
+    if (ts.isVariableStatement(node)) {
+      const marked = insideInternal || markedInternal(node, text);
+      for (const declaration of node.declarationList.declarations) {
+        if (ts.isIdentifier(declaration.name)) found.push({ path: `${container}${declaration.name.text}`, internal: marked });
+      }
+      return;
+    }
+    const name = (node as ts.Node & { name?: ts.Node }).name;
+    const named =
+      ts.isClassDeclaration(node) || ts.isFunctionDeclaration(node) || ts.isInterfaceDeclaration(node) || ts.isTypeAliasDeclaration(node) ||
+      ts.isEnumDeclaration(node) || ts.isModuleDeclaration(node) || ts.isPropertyDeclaration(node) || ts.isMethodDeclaration(node) ||
+      ts.isGetAccessorDeclaration(node) || ts.isSetAccessorDeclaration(node) || ts.isPropertySignature(node) || ts.isMethodSignature(node) ||
+      ts.isEnumMember(node);
+    if (named && name !== undefined && (ts.isIdentifier(name) || ts.isStringLiteral(name) || ts.isPrivateIdentifier(name))) {
+      internal = insideInternal || markedInternal(node, text);
+      path = `${container}${name.text}`;
+      found.push({ path, internal });
+      path += '.';
+    } else if (ts.isExportDeclaration(node) && node.exportClause !== undefined && ts.isNamedExports(node.exportClause)) {
+      const marked = markedInternal(node, text);
+      for (const element of node.exportClause.elements) found.push({ path: `${container}export ${element.name.text}`, internal: marked });
+      return;
+    }
+    ts.forEachChild(node, (child) => visit(child, path, internal));
+  };
+  visit(source, '', false);
+  return found;
+}
+
+describe('the built type declarations keep nothing marked @internal (stripInternal)', () => {
+  const builds = ['esm', 'cjs'] as const;
+
+  beforeAll(() => {
+    for (const build of builds) {
+      if (!existsSync(join(ROOT, `dist/${build}/index.d.ts`))) {
+        throw new Error('dist/ is missing: these tests read the built declarations. Run `npm run build` first (`npm test` does).');
+      }
+    }
+  });
+
+  it('no .d.ts file mentions @internal', () => {
+    for (const build of builds) {
+      const dir = join(ROOT, 'dist', build);
+      const files = filesUnder(dir, '.d.ts');
+      expect(files.length).toBeGreaterThan(20);
+      expect(files.filter((file) => readFileSync(join(dir, file), 'utf8').includes('@internal')).map((file) => `dist/${build}/${file}`)).toEqual([]);
+    }
+  });
+
+  it('no declaration marked @internal in src/ is declared in its built .d.ts (classes, functions, types, constants, members, re-exports)', () => {
+    const sources = filesUnder(join(ROOT, 'src'), '.ts').filter((file) => !file.endsWith('.spec.ts') && !file.endsWith('.d.ts'));
+    let internals = 0;
+    const leftOver: string[] = [];
+    for (const file of sources) {
+      const marked = new Set(declarations(join(ROOT, 'src', file)).filter((d) => d.internal).map((d) => d.path));
+      internals += marked.size;
+      for (const build of builds) {
+        const built = join(ROOT, 'dist', build, file.replace(/\.ts$/, '.d.ts'));
+        if (!existsSync(built)) continue;
+        for (const { path } of declarations(built)) if (marked.has(path)) leftOver.push(`dist/${build}/${file.replace(/\.ts$/, '.d.ts')}: ${path}`);
+      }
+    }
+    expect(internals).toBeGreaterThan(50); // the walk finds the library's internal declarations at all
+    expect(leftOver).toEqual([]);
+  });
+
+  it('every built .d.ts type-checks on its own (no reference to a stripped declaration), in both builds', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nestjs-context-dts-'));
+    try {
+      writeFileSync(
+        join(dir, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true,
+            experimentalDecorators: true, skipLibCheck: false, types: ['node'], typeRoots: [join(ROOT, 'node_modules/@types')],
+          },
+          include: builds.map((build) => join(ROOT, 'dist', build, '**/*.d.ts')),
+        }),
+      );
+      const tsc = createRequire(join(ROOT, 'package.json')).resolve('typescript/bin/tsc');
+      const { code, stdout } = await node(dir, [tsc, '-p', 'tsconfig.json']);
+      expect(stdout.split('\n').filter((line) => line.includes('error'))).toEqual([]);
+      expect(code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
