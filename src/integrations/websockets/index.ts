@@ -7,7 +7,9 @@
 import type { IncomingMessage } from 'node:http';
 import { Inject, Injectable, Module, Optional, type DynamicModule } from '@nestjs/common';
 import { ApplicationConfig } from '@nestjs/core';
-import { ContextHost } from '../../runtime/context-host.js';
+import { ContextHost, reportFailure } from '../../runtime/context-host.js';
+import { ContextCallbackError } from '../../errors.js';
+import { describeError } from '../../runtime/options.js';
 import { runInRecord, type Carrier, type ContextRecord } from '../../record/context-record.js';
 import { hostOrThrow } from '../../runtime/apps.js';
 import { markInternal } from '../../runtime/internal.js';
@@ -20,7 +22,8 @@ export interface ContextWsOptions {
    * message then keeps the connection's correlation id and trace id, with its own span id.
    * `true` trusts every handshake, a function decides per handshake request (e.g. by a shared
    * secret header). The app's `trustInbound` (and its per-kind overrides) applies on top of this,
-   * evaluated on the handshake request.
+   * evaluated on the handshake request. A function that throws trusts nothing: the message gets a
+   * fresh context and the failure is logged once with its stack through Nest's logger.
    * Default: `false` (every message gets a fresh id and a new trace).
    */
   handshake?: boolean | ((request: IncomingMessage) => boolean);
@@ -107,6 +110,8 @@ interface AdapterLike {
 
 const TAG = Symbol.for('nestjs-context:websockets');
 
+const HANDSHAKE_FAILED = 'The handshake was not trusted: the context got a fresh correlation id and trace.';
+
 /** The trusted handshake of a message: its headers `names` and request when the policy trusts them. */
 function trustedHandshake(
   policy: Policy,
@@ -121,7 +126,11 @@ function trustedHandshake(
     if (found.request === undefined) return undefined;
     try {
       if (policy(found.request) !== true) return undefined;
-    } catch {
+    } catch (error) {
+      // Like the app's own callbacks: untrusted (a fresh context), reported once with its stack.
+      reportFailure(
+        ContextCallbackError.create('ContextWsModule.forRoot() handshake', `threw ${describeError(error)}`, error, HANDSHAKE_FAILED),
+      );
       return undefined;
     }
   }
