@@ -16,6 +16,7 @@ import { io, type Socket as ClientSocket } from 'socket.io-client';
 import { ContextModule, ContextService, currentContext, type ContextInit } from 'nestjs-context';
 import { ContextWsModule } from 'nestjs-context/websockets';
 import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
 import { liveApps } from '../../src/runtime/apps.js';
 
 /** The installed NestJS major (11 or 12): NestJS 11 does not apply the global interceptor to gateways. */
@@ -111,7 +112,7 @@ async function start(cls: string, withIntegration: boolean): Promise<Running> {
   const app = moduleRef.createNestApplication(new ExpressAdapter(), { logger: false });
   app.useWebSocketAdapter(new IoAdapter(app));
   await app.listen(0, '127.0.0.1');
-  const one = { app, url: `http://127.0.0.1:${(app.getHttpServer() as import('node:net').Server & { address(): { port: number } }).address().port}`, cls };
+  const one = { app, url: `http://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`, cls };
   running.push(one);
   return one;
 }

@@ -122,8 +122,8 @@ describe.each(cases)('a failing option callback on a $name message gives a fresh
     class EventsController {
       constructor(private readonly context: ContextService<MyContext>) {}
       @EventPattern(pattern)
-      handle(@Payload() payload: { ref: string }): void {
-        seen.push({ key: payload.ref, current: currentContext.correlationId as string, service: this.context.correlationId });
+      handle(@Payload() payload: object): void {
+        seen.push({ key: (payload as { ref: string }).ref, current: currentContext.correlationId as string, service: this.context.correlationId });
       }
     }
     @Module({ imports: [ContextModule.forRoot(MyContext, options), ContextMicroservicesModule.forRoot()], controllers: [EventsController] })

@@ -137,11 +137,11 @@ describe('a failing option callback on a WebSocket handshake or message gives a 
     expectReports(3, 'correlationId.validate', /URIError/);
   });
 
-  it.each([
+  it.each<[string, ContextWsOptions | undefined]>([
     ['with ContextWsModule (context entered before the pipeline)', {}],
     ['with ContextWsModule and handshake: true (no id in the handshake)', { handshake: true }],
     ['without ContextWsModule (the interceptor opens the context)', undefined],
-  ] as const)('generate throws, %s: every message is answered with a default id, each failure logged once', async (_label, ws) => {
+  ])('generate throws, %s: every message is answered with a default id, each failure logged once', async (_label, ws) => {
     await boot(throwingGenerate, ws);
     const socket = await connect();
     const answers = await Promise.all([1, 2, 3].map(() => ask(socket)));
