@@ -12,8 +12,14 @@ export default {
   roots: ['<rootDir>/src', '<rootDir>/test'],
   testMatch: ['**/*.spec.ts', '**/*.e2e-spec.ts'],
   // The fresh Nest app's own Vitest tests; test/fresh-app/fresh-app.e2e-spec.ts runs them in the app.
-  // ... and the official W3C harness run, which needs the harness beside the checkout: `npm run test:w3c`.
-  testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/fresh-app/(template|added)/', '<rootDir>/test/opentelemetry/w3c-harness\\.e2e-spec\\.ts$'],
+  // ... the official W3C harness run, which needs the harness beside the checkout: `npm run test:w3c`;
+  // ... and the order fixture, which test/apps/test-order.e2e-spec.ts runs in a Jest of its own, in both orders.
+  testPathIgnorePatterns: [
+    '/node_modules/',
+    '<rootDir>/test/fresh-app/(template|added)/',
+    '<rootDir>/test/opentelemetry/w3c-harness\\.e2e-spec\\.ts$',
+    '<rootDir>/test/apps/order-fixture/',
+  ],
   modulePathIgnorePatterns: ['<rootDir>/test/fresh-app/template/'],
   moduleNameMapper: {
     '^nestjs-context$': '<rootDir>/src/index.ts',
