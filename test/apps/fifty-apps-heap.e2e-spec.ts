@@ -148,7 +148,9 @@ describe('50 apps created and closed in one process', () => {
     expect(fifty.filter((i) => !collected.has(i))).toEqual([]);
 
     const growth = after - baseline;
-    const allowed = Math.max(2 * MiB, baseline * 0.05);
+    // 2 MiB or 5% of the heap, whichever is larger, but at most 4 MiB: a worker that ran other suites
+    // first can start from 170 MiB, where 5% would let 30 retained apps through.
+    const allowed = Math.min(4 * MiB, Math.max(2 * MiB, baseline * 0.05));
     process.stdout.write(
       `[heap] 50 apps: baseline ${(baseline / MiB).toFixed(2)} MiB, after ${(after / MiB).toFixed(2)} MiB, ` +
         `growth ${(growth / 1024).toFixed(0)} KiB (${((growth / baseline) * 100).toFixed(2)}%, ${(growth / 50 / 1024).toFixed(1)} KiB per app; allowed ${(allowed / MiB).toFixed(2)} MiB)\n`,
