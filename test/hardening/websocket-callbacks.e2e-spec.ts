@@ -7,6 +7,7 @@
  */
 import 'reflect-metadata';
 import type { IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
 import { Module, type INestApplication } from '@nestjs/common';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { IoAdapter } from '@nestjs/platform-socket.io';
@@ -24,6 +25,9 @@ interface Answer {
   current: string;
   service: string | undefined;
 }
+
+/** The installed NestJS major (11 or 12): NestJS 11 applies no global interceptor to gateways. */
+const NEST_MAJOR = Number((createRequire(import.meta.url)('@nestjs/core/package.json') as { version: string }).version.split('.')[0]);
 
 const connections: (string | undefined)[] = [];
 
@@ -140,7 +144,8 @@ describe('a failing option callback on a WebSocket handshake or message gives a 
   it.each<[string, ContextWsOptions | undefined]>([
     ['with ContextWsModule (context entered before the pipeline)', {}],
     ['with ContextWsModule and handshake: true (no id in the handshake)', { handshake: true }],
-    ['without ContextWsModule (the interceptor opens the context)', undefined],
+    // On NestJS 11 a gateway gets no context without ContextWsModule (no global interceptor): nothing to generate.
+    ...(NEST_MAJOR >= 12 ? [['without ContextWsModule (the interceptor opens the context)', undefined] as [string, undefined]] : []),
   ])('generate throws, %s: every message is answered with a default id, each failure logged once', async (_label, ws) => {
     await boot(throwingGenerate, ws);
     const socket = await connect();
