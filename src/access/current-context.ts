@@ -1,6 +1,6 @@
 import { ContextNotActiveError } from '../errors.js';
 import { storage } from '../record/context-record.js';
-import { injectRecord } from '../propagation/inject.js';
+import { injectRecord, outboundHeaders } from '../propagation/inject.js';
 import type { CarrierSetter } from '../propagation/carrier.js';
 import type { OutboundKind } from '../record/trace-source.js';
 import { randomSpanId, randomTraceId } from '../propagation/ids.js';
@@ -46,12 +46,6 @@ export function injectActive<C>(carrier: C, setter: CarrierSetter<C>, options?: 
   return carrier;
 }
 
-const freshObject: CarrierSetter<Record<string, string>> = {
-  set(carrier, name, value) {
-    carrier[name] = value;
-  },
-};
-
 /**
  * Headers for an outgoing call made now from the active context (`traceparent` with the same trace
  * id and a fresh parent id, `tracestate`, `baggage`, correlation id), as a fresh object, or `{}`
@@ -59,7 +53,10 @@ const freshObject: CarrierSetter<Record<string, string>> = {
  * integration; `contextService.inject(carrier, setter)` writes the same into any other carrier.
  */
 export function getOutboundHeaders(options?: OutboundOptions): Record<string, string> {
-  return injectActive<Record<string, string>>({}, freshObject, options);
+  const record = storage.getStore();
+  if (record !== undefined) return outboundHeaders(record);
+  if (options?.newTraceOutsideContext === true) return { traceparent: formatTraceparent(randomTraceId(), randomSpanId(), FLAG_RANDOM) };
+  return {};
 }
 
 function active(): object {

@@ -38,15 +38,24 @@ function partsOf(record: ContextRecord): OutboundParts {
   const cached = record.outbound;
   if (cached !== undefined) return cached;
   const trace = record.trace;
-  const baggage = inboundBaggageParts(record);
-  const parts: OutboundParts = {
-    prefix: `00-${trace.traceId}-`,
-    suffix: FLAG_SUFFIXES[trace.flags & KNOWN_FLAGS] as string,
-    tracestate: trace.tracestate.length === 0 ? '' : formatTracestate(trace.tracestate, record.config.trace.maxTracestateLength),
-    declaredInbound: baggage.declaredInbound,
-    otherInbound: baggage.otherInbound,
-    inboundBaggage: baggage.inboundBaggage,
-  };
+  const prefix = `00-${trace.traceId}-`;
+  const suffix = FLAG_SUFFIXES[trace.flags & KNOWN_FLAGS] as string;
+  const tracestate = trace.tracestate.length === 0 ? '' : formatTracestate(trace.tracestate, record.config.trace.maxTracestateLength);
+  const options = record.config.baggage;
+  let parts: OutboundParts;
+  if (options.fields.length === 0 && !options.propagateInbound) {
+    parts = { prefix, suffix, tracestate, declaredInbound: NONE, otherInbound: NONE, inboundBaggage: '' };
+  } else {
+    // Nothing declared and everything passed on: a header in canonical form goes out as it came,
+    // unparsed (parsing and formatting it again would give the same string).
+    const raw = options.fields.length === 0 ? record.rawBaggage : undefined;
+    if (raw !== undefined && isCanonicalBaggage(raw, options.limits)) {
+      parts = { prefix, suffix, tracestate, declaredInbound: NONE, otherInbound: NONE, inboundBaggage: raw };
+    } else {
+      const baggage = inboundBaggageParts(record);
+      parts = { prefix, suffix, tracestate, declaredInbound: baggage.declaredInbound, otherInbound: baggage.otherInbound, inboundBaggage: baggage.inboundBaggage };
+    }
+  }
   record.outbound = parts;
   return parts;
 }
@@ -55,14 +64,9 @@ type InboundBaggageParts = Pick<OutboundParts, 'declaredInbound' | 'otherInbound
 
 const NO_INBOUND: InboundBaggageParts = Object.freeze({ declaredInbound: NONE, otherInbound: NONE, inboundBaggage: '' });
 
-/** What the inbound baggage contributes to every outgoing call: the declared members, the others passed on, and both as a header. */
+/** What the parsed inbound baggage contributes to every outgoing call: the declared members, the others passed on, and both as a header. */
 function inboundBaggageParts(record: ContextRecord): InboundBaggageParts {
   const options = record.config.baggage;
-  if (options.fields.length === 0 && !options.propagateInbound) return NO_INBOUND;
-  // Nothing declared and everything passed on: a header in canonical form goes out as it came,
-  // unparsed (parsing and formatting it again would give the same string).
-  const raw = options.fields.length === 0 ? record.rawBaggage : undefined;
-  if (raw !== undefined && isCanonicalBaggage(raw, options.limits)) return { declaredInbound: NONE, otherInbound: NONE, inboundBaggage: raw };
   const inbound = record.baggage;
   if (inbound.length === 0) return NO_INBOUND;
   const keys = new Set(options.fields.map(([, key]) => key));
@@ -143,9 +147,24 @@ const objectSetter: CarrierSetter<Record<string, string>> = {
   },
 };
 
-/** The outgoing headers of one call made now from `record`, as a fresh object (see {@link injectRecord}). @internal */
+/**
+ * The outgoing headers of one call made now from `record`, as a fresh object (see
+ * {@link injectRecord}; the same fields in the same order). Without a trace source the object is
+ * built directly, with named stores instead of a setter's keyed ones. @internal
+ */
 export function outboundHeaders(record: ContextRecord): Record<string, string> {
-  const headers: Record<string, string> = {};
-  injectRecord(record, headers, objectSetter);
+  const config = record.config;
+  if (traceSourceOf(config) !== undefined) {
+    const headers: Record<string, string> = {};
+    injectRecord(record, headers, objectSetter);
+    return headers;
+  }
+  const parts = partsOf(record);
+  const headers: Record<string, string> = { traceparent: parts.prefix + randomSpanId() + parts.suffix };
+  if (parts.tracestate !== '') headers.tracestate = parts.tracestate;
+  const baggage = baggageOf(record, parts);
+  if (baggage !== '') headers.baggage = baggage;
+  const header = config.outboundHeader;
+  if (header !== undefined) headers[header] = record.correlationId;
   return headers;
 }

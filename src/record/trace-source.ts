@@ -41,22 +41,23 @@ export interface LogTraceIds {
   readonly spanId: string;
 }
 
-const SOURCES_KEY = Symbol.for('nestjs-context:trace-sources');
-type Holder = { [SOURCES_KEY]?: WeakMap<object, TraceSource> };
-
-/** App options (one object per app) → that app's trace source; shared by the ESM and CommonJS builds. */
-const sources: WeakMap<object, TraceSource> = ((globalThis as Holder)[SOURCES_KEY] ??= new WeakMap());
+/** The slot on an app's resolved options that holds its trace source (a plain field, so both builds and copies of the package read it). */
+interface SourceSlot {
+  traceSource: TraceSource | undefined;
+}
 
 /**
  * Registers `source` for the app whose resolved options are `config` (`undefined` removes it). The
  * caller undoes it when the app closes (`host.onClose`). @internal
  */
 export function setTraceSource(config: object, source: TraceSource | undefined): void {
-  if (source === undefined) sources.delete(config);
-  else sources.set(config, source);
+  (config as SourceSlot).traceSource = source;
 }
 
-/** The trace source of the app whose resolved options are `config`, if one is registered. @internal */
+/**
+ * The trace source of the app whose resolved options are `config`, if one is registered: a field
+ * load, which every record, outgoing call and log line pays (a WeakMap lookup cost ten times more). @internal
+ */
 export function traceSourceOf(config: object): TraceSource | undefined {
-  return sources.get(config);
+  return (config as SourceSlot).traceSource;
 }

@@ -6,6 +6,7 @@ import type { ContextFactory, ContextSource } from '../interfaces/context-init.i
 import type { ContextInjection, ContextModuleOptions, GenerateInput, TrustInbound } from '../interfaces/context-module-options.interface.js';
 import type { BaggageOptions, TraceOptions } from '../interfaces/propagation-options.interface.js';
 import { generateCorrelationId, isHeaderValue, isValidCorrelationId } from '../propagation/correlation-id.js';
+import type { TraceSource } from '../record/trace-source.js';
 
 /** The options with every default filled in and every value checked. @internal */
 export interface ResolvedContextOptions<T extends object> {
@@ -45,6 +46,8 @@ export interface ResolvedContextOptions<T extends object> {
     readonly limits: { readonly maxMembers: number; readonly maxBytes: number };
   };
   readonly enterEarly: boolean;
+  /** The app's trace source, set and cleared by `setTraceSource()` (see `record/trace-source.ts`); present from the start so every app's options share one shape. */
+  traceSource: TraceSource | undefined;
 }
 
 /** A resolved trust policy: `undefined` trusts everything, `false` nothing. @internal */
@@ -219,6 +222,7 @@ export function resolveOptions<T extends object>(
       },
     },
     enterEarly: options.enterEarly ?? true,
+    traceSource: undefined,
   };
 }
 
