@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { Controller, Get, Injectable, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import request from 'supertest';
+import { defer, delay, lastValueFrom, map, of } from 'rxjs';
 import {
   ContextError,
   ContextModule,
@@ -60,6 +61,17 @@ describe('ContextService.run', () => {
       await new Promise((resolve) => setTimeout(resolve, 2));
       expect(service.get()).toBe(outer);
     });
+    await moduleRef.close();
+  });
+
+  it('an Observable it returns runs inside its context when subscribed later, outside any context', async () => {
+    const { moduleRef, service } = await serviceFor([ContextModule.forRoot(MyContext)]);
+    const stream = service.run(() => defer(() => of(service.correlationId)).pipe(delay(1), map((id) => [id, service.get().correlationId])), {
+      correlationId: 'run-observable',
+    });
+    expect(service.correlationId).toBeUndefined();
+    await expect(lastValueFrom(stream)).resolves.toEqual(['run-observable', 'run-observable']);
+    await expect(lastValueFrom(stream)).resolves.toEqual(['run-observable', 'run-observable']);
     await moduleRef.close();
   });
 

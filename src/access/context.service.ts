@@ -1,7 +1,7 @@
 import { Injectable, type ArgumentsHost, type Type } from '@nestjs/common';
 import { ContextError, ContextNotActiveError } from '../errors.js';
 import { ContextHost, reportFailure } from '../runtime/context-host.js';
-import { recordOfRequest, storage } from '../record/context-record.js';
+import { recordOfRequest, runInRecord, storage } from '../record/context-record.js';
 import { withIdField } from '../entry/client-headers.js';
 import { ownCorrelationId } from '../runtime/options.js';
 import { otherAppError } from './context-proxy.js';
@@ -138,7 +138,7 @@ export class ContextService<T extends object = RegisteredContext> {
 
   /**
    * Runs `fn` inside a new context and returns its result (a promise stays inside the context until
-   * it settles). The context is fresh, or built from `options`: continued from the propagation
+   * it settles; an Observable runs inside it on every subscription, made later or elsewhere). The context is fresh, or built from `options`: continued from the propagation
    * `headers` of whoever sent a message (for consumers the library does not wrap: SQS, a raw kafkajs
    * consumer, a Lambda handler), and/or with the `context` object or `correlationId` given (a given
    * `context` whose correlation id field holds a valid id is opened under that id, over one in
@@ -176,7 +176,7 @@ export class ContextService<T extends object = RegisteredContext> {
       headers === undefined || headers === null
         ? this.host.create({ correlationId, context })
         : this.host.continueFrom(headers, { correlationId, context, getter: options.getter, trusted: options.trusted });
-    return storage.run(record, fn);
+    return runInRecord(record, fn);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { ContextError } from '../errors.js';
 import { resolveHost } from '../runtime/apps.js';
-import { storage } from '../record/context-record.js';
+import { runInRecord, storage } from '../record/context-record.js';
 import { copyMethodMetadata, type AnyMethod } from '../runtime/method-explorer.js';
 import type { ContextSource } from '../interfaces/context-init.interface.js';
 
@@ -23,7 +23,8 @@ export interface WithContextOptions {
  * Runs the decorated method inside a fresh context (fresh correlation id, new trace) — for
  * standalone apps (`NestFactory.createApplicationContext`), scripts, CLI commands and jobs you
  * trigger yourself. Works on sync and async methods (a returned promise stays inside the context
- * until it settles) and without dependency injection. The context class and options are those of
+ * until it settles; a returned Observable runs inside it on every subscription) and without
+ * dependency injection. The context class and options are those of
  * the app the method belongs to: the app that built the object (a provider or controller); for an
  * object no app built, the app of the active context, else the only app running — with several
  * apps running and none of those, the call throws a `ContextError` that says what to do.
@@ -49,7 +50,7 @@ export function WithContext(options: WithContextOptions = {}): MethodDecorator {
     const wrapped = function (this: unknown, ...args: unknown[]): unknown {
       if (inherit && storage.getStore() !== undefined) return method.apply(this, args);
       const record = resolveHost(label, this).create({ source });
-      return storage.run(record, () => method.apply(this, args));
+      return runInRecord(record, () => method.apply(this, args));
     };
     copyMethodMetadata(method, wrapped);
     (descriptor as PropertyDescriptor).value = wrapped;

@@ -5,6 +5,7 @@ import { ContextError, ContextModule, ContextService, WithContext, currentContex
 import { activeContext as getCurrentContext } from '../utils/internals.js';
 import { MyContext } from '../fixtures/app-context.js';
 import { sleep } from './log.js';
+import { defer, delay, lastValueFrom, map, of, type Observable } from 'rxjs';
 
 /** A plain class, never seen by DI: the decorator needs no injection. */
 class Script {
@@ -19,6 +20,12 @@ class Script {
     const object = getCurrentContext();
     await sleep(5);
     return { before, after: currentContext.correlationId as string, object: getCurrentContext() === object ? 'same' : 'different' };
+  }
+
+  @WithContext()
+  stream(): Observable<string[]> {
+    const opened = currentContext.correlationId as string;
+    return defer(() => of(opened)).pipe(delay(1), map((id) => [id, currentContext.correlationId as string]));
   }
 
   @WithContext({ inherit: true })
@@ -101,6 +108,14 @@ describe('@WithContext()', () => {
         expect(r.object).toBe('same');
       }
       expect(new Set(results.map((r) => r.before)).size).toBe(50);
+    });
+
+    it('a returned Observable runs inside the call\'s context when subscribed later, outside any context', async () => {
+      const stream = new Script().stream();
+      expect(app.get(ContextService).active).toBe(false);
+      const [opened, seen] = await lastValueFrom(stream);
+      expect(opened).toMatch(/^[0-9a-f-]{36}$/);
+      expect(seen).toBe(opened);
     });
 
     it('works on DI providers too, with the app context class', async () => {
