@@ -250,6 +250,7 @@ describe('contextService.inject(carrier, setter): one call\'s headers into any c
         throw new Error('propagator boom');
       },
       logIds: () => undefined,
+      run: (_record, fn) => fn(),
     };
     setTraceSource(host.options, failing);
     try {

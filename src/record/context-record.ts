@@ -12,7 +12,7 @@ import type { OutboundParts } from '../propagation/inject.js';
 import { randomSpanId, randomTraceId } from '../propagation/ids.js';
 import { FLAG_RANDOM, FLAG_SAMPLED, parseTraceparent } from '../propagation/traceparent.js';
 import { parseTracestate } from '../propagation/tracestate.js';
-import { traceSourceOf } from './trace-source.js';
+import { runInTracerSpan, traceSourceOf } from './trace-source.js';
 
 /** The inbound carrier type, for the entries that import it with the record. @internal */
 export type { Carrier } from '../propagation/carrier.js';
@@ -48,6 +48,8 @@ export class ContextRecord<T extends object = object> {
   outbound: OutboundParts | undefined = undefined;
   /** The trace the app's trace source offered at the entry (see `trace-source.ts`), read on first use. */
   private adopted: (() => TraceInfo | undefined) | undefined;
+  /** The tracer's span this record adopted at its entry, set by the app's trace source so that it can re-enter it (`TraceSource.run`). */
+  tracerSpan: object | undefined = undefined;
 
   constructor(
     /** The app's resolved options (shared by all its records). */
@@ -251,12 +253,20 @@ export function recordOfRequest(request: unknown, config?: object): ContextRecor
  * @internal
  */
 export function runInRecord<R>(record: ContextRecord, fn: () => R): R {
-  const result = storage.getStore() === record ? fn() : storage.run(record, fn);
+  let result: R;
+  if (storage.getStore() === record) result = fn();
+  else {
+    const source = traceSourceOf(record.config);
+    result = source === undefined ? storage.run(record, fn) : source.run(record, () => storage.run(record, fn));
+  }
   return keepInRecord(result, record) as R;
 }
 
 function keepInRecord(result: unknown, record: ContextRecord): unknown {
-  if (isObservable(result)) return new Observable<unknown>((subscriber) => storage.run(record, () => result.subscribe(subscriber)));
+  if (isObservable(result)) {
+    // subscribed later, maybe outside the entry's tracer span too (a gateway's handler): both are re-entered
+    return new Observable<unknown>((subscriber) => runInTracerSpan(record, () => storage.run(record, () => result.subscribe(subscriber))));
+  }
   if (result instanceof Promise) return result.then((value: unknown) => keepInRecord(value, record));
   return result;
 }

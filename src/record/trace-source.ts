@@ -30,6 +30,13 @@ export interface TraceSource {
    * `null` for none at all (the tracer's log instrumentation adds them).
    */
   logIds(record: ContextRecord): LogTraceIds | null | undefined;
+  /**
+   * Runs `fn` (exactly once) with the tracer's active span set back to the one the record adopted
+   * at its entry, when that one is not active: the part of an entry's pipeline that Nest runs later,
+   * outside the tracer's context (a gateway's handler Observable, subscribed after the message's span
+   * has left scope), re-enters the record and, through this, its span. Must not throw itself.
+   */
+  run<R>(record: ContextRecord, fn: () => R): R;
 }
 
 /** Which kind of client writes an outgoing call (see {@link TraceSource.inject}). @internal */
@@ -60,4 +67,10 @@ export function setTraceSource(config: object, source: TraceSource | undefined):
  */
 export function traceSourceOf(config: object): TraceSource | undefined {
   return (config as SourceSlot).traceSource;
+}
+
+/** Runs `fn` inside the tracer span `record` adopted at its entry, if its app has a trace source (see {@link TraceSource.run}). @internal */
+export function runInTracerSpan<R>(record: ContextRecord, fn: () => R): R {
+  const source = (record.config as SourceSlot).traceSource;
+  return source === undefined ? fn() : source.run(record, fn);
 }

@@ -341,7 +341,9 @@ class OpenTelemetryTraceSource implements TraceSource {
       const span = validSpan(otelContext.active());
       if (span === undefined) return undefined;
       if (this.attribute !== undefined) span.setAttribute(this.attribute, record.correlationId);
-      return this.adopt ? () => traceInfoOf(span) : undefined;
+      if (!this.adopt) return undefined;
+      record.tracerSpan = span;
+      return () => traceInfoOf(span);
     } catch {
       return undefined; // a tracer that throws: the library's own trace
     }
@@ -369,6 +371,19 @@ class OpenTelemetryTraceSource implements TraceSource {
     }
     for (const name of Object.keys(fields)) setter.set(carrier, name, fields[name] as string);
     return true;
+  }
+
+  run<R>(record: ContextRecord, fn: () => R): R {
+    const span = record.tracerSpan as Span | undefined;
+    if (span === undefined) return fn();
+    let ctx: Context | undefined;
+    try {
+      const active = otelContext.active();
+      ctx = trace.getSpan(active) === span ? undefined : trace.setSpan(active, span);
+    } catch {
+      ctx = undefined; // a tracer that throws: the record alone
+    }
+    return ctx === undefined ? fn() : otelContext.with(ctx, fn);
   }
 
   logIds(): LogTraceIds | null | undefined {
