@@ -217,6 +217,18 @@ describe.each(platforms)('OpenTelemetry SDK + nestjs-context, two chained servic
     expect(run.result.a.correlationId).toBe('req-from-outside');
     expect(run.result.b.correlationId).toBe('req-from-outside');
   });
+
+  it.each(['fetch', 'axios'])('through %s from a context OTel has no span for (ContextService.run() outside any request): one traceparent and one x-request-id downstream', async (client) => {
+    const service = gateway.get<ContextService<ChainContext>>(ContextService);
+    const seen = await service.run(
+      async () => (client === 'axios' ? (await axiosClient.get<Seen>(`${target.url}/echo`)).data : ((await (await fetch(`${target.url}/echo`)).json()) as Seen)),
+      { correlationId: `no-span-${client}` },
+    );
+    expect(seen.traceparent).toHaveLength(1);
+    expect(seen.requestId).toEqual([`no-span-${client}`]);
+    expect(seen.correlationId).toBe(`no-span-${client}`);
+    expect(seen.traceId).toBe((seen.traceparent[0] as string).split('-')[1]);
+  });
 });
 
 describe.each(platforms)('ContextOpenTelemetryModule without an OpenTelemetry SDK: exactly the library\'s own W3C handling (%s)', (_name, makeAdapter) => {

@@ -285,6 +285,18 @@ function sdkHasContextPropagator(): boolean {
   return probe[PROBE_FIELD] === '1';
 }
 
+/**
+ * Whether an SDK has registered a propagator that writes `traceparent` (an app that imports the
+ * module but starts no SDK has OTel's no-op one, and then the library writes its own headers).
+ */
+function otelPropagatesTrace(): boolean {
+  try {
+    return propagation.fields().includes('traceparent');
+  } catch {
+    return false;
+  }
+}
+
 /** The active span in `ctx`, if it has a valid span context. */
 function validSpan(ctx: Context): Span | undefined {
   const span = trace.getSpan(ctx);
@@ -351,15 +363,17 @@ class OpenTelemetryTraceSource implements TraceSource {
 
   inject<C>(record: ContextRecord, carrier: C, setter: CarrierSetter<C>, kind: OutboundKind): boolean {
     if (!this.adopt) return false;
+    if (kind === 'http' && !this.injectHttp && otelPropagatesTrace()) {
+      // OTel's instrumentation writes the trace headers (and, with our propagator, the id and baggage),
+      // with or without a span active now: with none it starts a trace of its own and still writes
+      // them, so writing ours as well would send two of each.
+      const header = record.config.outboundHeader;
+      if (!sdkHasContextPropagator() && header !== undefined) setter.set(carrier, header, record.correlationId);
+      return true;
+    }
     const ctx = otelContext.active();
     if (validSpan(ctx) === undefined) return false; // no OTel trace now: the library's own headers
     const ours = sdkHasContextPropagator();
-    if (kind === 'http' && !this.injectHttp) {
-      // OTel's instrumentation writes the trace headers (and, with our propagator, the id and baggage).
-      const header = record.config.outboundHeader;
-      if (!ours && header !== undefined) setter.set(carrier, header, record.correlationId);
-      return true;
-    }
     // Collected first, so that every field is written once through the caller's setter.
     const fields: Record<string, string> = {};
     propagation.inject(ctx, fields, objectSetter);
