@@ -77,12 +77,17 @@ export function startScript(out: string, script: string, args: readonly string[]
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+  let started = false;
   return new Promise((resolve, reject) => {
     child.on('exit', (code) => reject(new Error(`${script} exited (${code}) before it was ready:\n${stderr}`)));
     child.stderr!.on('data', (chunk: Buffer) => {
       stderr += chunk.toString('utf8');
+      // Once only: a later chunk (a warning the app writes while it closes) must not remove the
+      // 'exit' listener that stop() added.
+      if (started) return;
       const ready = /READY (\S+)/.exec(stderr);
       if (ready === null) return;
+      started = true;
       child.removeAllListeners('exit');
       resolve({
         url: ready[1]!,
