@@ -10,6 +10,7 @@ import { parseBaggage } from '../propagation/baggage.js';
 import type { Carrier } from '../propagation/carrier.js';
 import type { OutboundParts } from '../propagation/inject.js';
 import { randomSpanId, randomTraceId } from '../propagation/ids.js';
+import { generateCorrelationId } from '../propagation/correlation-id.js';
 import { FLAG_RANDOM, FLAG_SAMPLED, parseTraceparent } from '../propagation/traceparent.js';
 import { parseTracestate } from '../propagation/tracestate.js';
 import { runInTracerSpan, traceSourceOf } from './trace-source.js';
@@ -50,12 +51,20 @@ export class ContextRecord<T extends object = object> {
   private adopted: (() => TraceInfo | undefined) | undefined;
   /** The tracer's span this record adopted at its entry, set by the app's trace source so that it can re-enter it (`TraceSource.run`). */
   tracerSpan: object | undefined = undefined;
+  /** The correlation id, once decided (see {@link correlationId}). */
+  private id: string | undefined;
+  /** Decides the correlation id on its first read, for a record whose id is deferred. */
+  private decideId: (() => string) | undefined;
 
   constructor(
     /** The app's resolved options (shared by all its records). */
     readonly config: ResolvedContextOptions<T>,
-    /** The correlation id of this request. */
-    readonly correlationId: string,
+    /**
+     * The correlation id of this request; or the function that decides it on first read (an entry
+     * that opens its context before an instrumentation opens its own operation inside, whose id the
+     * record can then adopt; see `ContextHost.create`). Must not throw.
+     */
+    correlationId: string | (() => string),
     /** What opened the context. */
     readonly source: ContextSource,
     private request: IncomingMessage | undefined,
@@ -65,11 +74,25 @@ export class ContextRecord<T extends object = object> {
     private baggageCarrier: Carrier | undefined,
     given?: T,
   ) {
+    if (typeof correlationId === 'string') this.id = correlationId;
+    else this.decideId = correlationId;
     this.adopted = traceSourceOf(config)?.capture(this);
     if (given !== undefined) {
       this.state = CREATED;
       this.value = given;
     }
+  }
+
+  /** The correlation id of this request (a deferred one is decided now, on its first read). */
+  get correlationId(): string {
+    return this.id ?? this.decide();
+  }
+
+  private decide(): string {
+    const decide = this.decideId;
+    this.decideId = undefined;
+    // Unreachable without a decider (the constructor sets one or the other); a default id all the same.
+    return (this.id = decide === undefined ? generateCorrelationId() : decide());
   }
 
   /** Whether the user's context object exists yet (it is built on first read). */
@@ -253,20 +276,35 @@ export function recordOfRequest(request: unknown, config?: object): ContextRecor
  * @internal
  */
 export function runInRecord<R>(record: ContextRecord, fn: () => R): R {
-  let result: R;
-  if (storage.getStore() === record) result = fn();
-  else {
-    const source = traceSourceOf(record.config);
-    result = source === undefined ? storage.run(record, fn) : source.run(record, () => storage.run(record, fn));
-  }
-  return keepInRecord(result, record) as R;
+  return keepInRecord(enterRecord(record, fn), record) as R;
 }
 
-function keepInRecord(result: unknown, record: ContextRecord): unknown {
+/**
+ * Calls `fn` inside `record` (and the tracer span it adopted at its entry, if any), directly when it
+ * is already the active one, and returns what `fn` returned as it is; {@link runInRecord} also keeps
+ * that in the record.
+ * @internal
+ */
+export function enterRecord<R>(record: ContextRecord, fn: () => R): R {
+  if (storage.getStore() === record) return fn();
+  const source = traceSourceOf(record.config);
+  return source === undefined ? storage.run(record, fn) : source.run(record, () => storage.run(record, fn));
+}
+
+/**
+ * What `fn` returned, kept in `record` as {@link runInRecord} keeps it; with `scope` (the async
+ * context of an instrumentation's operation that `fn` opened, see `inOperationScope`), an
+ * Observable is subscribed inside that operation as well.
+ * @internal
+ */
+export function keepInRecord(result: unknown, record: ContextRecord, scope?: <R>(fn: () => R) => R): unknown {
   if (isObservable(result)) {
-    // subscribed later, maybe outside the entry's tracer span too (a gateway's handler): both are re-entered
-    return new Observable<unknown>((subscriber) => runInTracerSpan(record, () => storage.run(record, () => result.subscribe(subscriber))));
+    return new Observable<unknown>((subscriber) => {
+      // subscribed later, maybe outside the entry's tracer span too (a gateway's handler): both are re-entered
+      const subscribe = (): unknown => runInTracerSpan(record, () => storage.run(record, () => result.subscribe(subscriber)));
+      return (scope === undefined ? subscribe() : scope(subscribe)) as ReturnType<typeof result.subscribe>;
+    });
   }
-  if (result instanceof Promise) return result.then((value: unknown) => keepInRecord(value, record));
+  if (result instanceof Promise) return result.then((value: unknown) => keepInRecord(value, record, scope));
   return result;
 }

@@ -13,7 +13,7 @@ import { ContextCallbackError } from '../errors.js';
 import { linkOptions } from './apps.js';
 import { describeError } from './options.js';
 import type { HttpEnter } from '../entry/http-entry.js';
-import { markInternal } from './internal.js';
+import { adoptableId, markInternal } from './internal.js';
 
 /** A request object as the adapters hand it out: Node's own, or Fastify's wrapper with `.raw`. */
 type AnyRequest = IncomingMessage & { [RECORD_KEY]?: ContextRecord; raw?: IncomingMessage & { [RECORD_KEY]?: ContextRecord } };
@@ -30,6 +30,14 @@ export interface OpenOptions<T> {
   correlationId?: string;
   context?: T;
   source?: ContextSource;
+  /** What the entry has of the operation (a job object), for an instrumentation's id to adopt (see `adoptableId`). */
+  anchor?: object;
+  /**
+   * Decide the generated id on its first read rather than now: for an entry that opens its context
+   * before an instrumentation opens its own operation inside it (a gateway message under
+   * `@nestjs/observe`), so that the record can adopt that operation's id. Ignored with `correlationId` or `context`.
+   */
+  deferId?: boolean;
 }
 
 /** How {@link ContextHost.fromCarrier} reads one carrier, beyond the defaults. @internal */
@@ -38,8 +46,10 @@ export interface CarrierEntry {
   trusted?: boolean;
   /** The correlation id headers, in priority order. Default: the app's `requestHeaders`. */
   idHeaders?: readonly string[];
-  /** Where an instrumentation may have left the id it minted (a message's transport context). Default: the request. */
+  /** Where an instrumentation may have left the id it minted (a message's transport context, a job). Default: the request. */
   anchor?: object;
+  /** Without an inbound id, decide the generated one on first read (see {@link OpenOptions.deferId}). */
+  deferId?: boolean;
 }
 
 /** Options of {@link ContextHost.continueFrom}. @internal */
@@ -225,7 +235,8 @@ export class ContextHost<T extends object = object> {
    * headers `how.idHeaders` (default: the app's request headers; in order, a header may hold several
    * candidates) that passes `validate`; without one, the id an instrumentation minted for this
    * request (on `request`, or on `how.anchor` for a message; see `MINTED_ID_KEY`) is adopted, else
-   * one is generated. Trace and baggage are read from the carrier on first use. A failing callback
+   * the id of the instrumentation's operation this entry runs in (see `adoptableId`), else one is
+   * generated. Trace and baggage are read from the carrier on first use. A failing callback
    * gives a record with a default id and no inbound data, reported once through Nest's logger.
    */
   fromCarrier(carrier: Carrier, source: ContextSource, request?: IncomingMessage, how?: CarrierEntry): ContextRecord<T> {
@@ -270,13 +281,13 @@ export class ContextHost<T extends object = object> {
     const anchor = how === undefined || !('anchor' in how) ? request : how.anchor;
     if (how?.trusted === true || o.trustsAll) {
       const id = readCorrelationId(carrier, idHeaders, o.validate);
-      return new ContextRecord<T>(o, id ?? this.mintedFor(anchor) ?? o.generate(source, request, carrier), source, request, carrier, carrier);
+      return new ContextRecord<T>(o, id ?? this.idWithout(source, anchor, how?.deferId === true, request, carrier), source, request, carrier, carrier);
     }
     const cache = new TrustCache(request);
     const id = cache.allows(o.trustCorrelationId) ? readCorrelationId(carrier, idHeaders, o.validate) : undefined;
     return new ContextRecord<T>(
       o,
-      id ?? this.mintedFor(anchor) ?? o.generate(source, request, carrier),
+      id ?? this.idWithout(source, anchor, how?.deferId === true, request, carrier),
       source,
       request,
       cache.allows(o.trustTrace) ? carrier : undefined,
@@ -297,11 +308,47 @@ export class ContextHost<T extends object = object> {
     return record;
   }
 
-  /** Creates a record outside HTTP (manual runs, jobs, messages without metadata). Never throws for a failing generator. */
+  /**
+   * Creates a record outside HTTP (manual runs, jobs, messages without metadata): with the given id,
+   * else the id of the instrumentation's operation this entry runs in (see `adoptableId`), else a
+   * generated one (`deferId`: decided so on first read). Never throws for a failing generator.
+   */
   create(options: OpenOptions<T> = {}): ContextRecord<T> {
-    const id = options.correlationId ?? this.generate(options.source ?? 'manual');
+    const source = options.source ?? 'manual';
+    if (options.correlationId === undefined && options.context === undefined && options.deferId === true) {
+      return new ContextRecord<T>(this.options, () => this.adoptedFor(source, options.anchor) ?? this.generate(source), source, undefined, undefined, undefined);
+    }
+    const id = options.correlationId ?? this.adoptedFor(source, options.anchor) ?? this.generate(source);
     const given = options.context === undefined ? undefined : this.options.fill(options.context, id);
-    return new ContextRecord<T>(this.options, id, options.source ?? 'manual', undefined, undefined, undefined, given);
+    return new ContextRecord<T>(this.options, id, source, undefined, undefined, undefined, given);
+  }
+
+  /**
+   * The id of a record whose carrier gave none: the id an instrumentation minted for this request or
+   * message, else the id of its operation this entry runs in, else the app's generator's (which may
+   * throw here: {@link fromCarrier} reports it). `defer`: all of that on the id's first read instead
+   * (a failing generator then gives the default id, reported).
+   */
+  private idWithout(source: ContextSource, anchor: object | undefined, defer: boolean, request: IncomingMessage | undefined, carrier: Carrier): string | (() => string) {
+    if (defer) return () => this.mintedFor(anchor) ?? this.adoptedFor(source, anchor) ?? this.generate(source, request, carrier);
+    return this.mintedFor(anchor) ?? this.adoptedFor(source, anchor) ?? this.options.generate(source, request, carrier);
+  }
+
+  /**
+   * The id of the instrumentation's operation a new context of `source` runs in (see `adoptableId`;
+   * `nestjs-context/observe`), when it passes the app's `validate`; `undefined` otherwise. Never for
+   * HTTP: its entry opens the context before any instrumentation's operation, so what it would find
+   * belongs to something else (Observe asks the library for the request's id instead).
+   */
+  private adoptedFor(source: ContextSource, anchor: object | undefined): string | undefined {
+    if (source === 'http') return undefined;
+    const id = adoptableId(source, anchor);
+    if (id === undefined) return undefined;
+    try {
+      return this.options.validate(id) ? id : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /**
