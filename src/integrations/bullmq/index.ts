@@ -20,7 +20,7 @@ import { isContextRecord, runInRecord, storage, type ContextRecord } from '../..
 import { outboundHeaders } from '../../propagation/inject.js';
 import { AppBindings, MethodExplorer, type AnyMethod, type AppBinding, type WrapperMaker } from '../../runtime/method-explorer.js';
 import { hostOrThrow, resolveHost } from '../../runtime/apps.js';
-import { markInternal } from '../../runtime/internal.js';
+import { jobIdOptions, markInternal } from '../../runtime/internal.js';
 
 /**
  * The job option under which the producer's context travels with a job (in `job.opts`, never in
@@ -55,6 +55,12 @@ const TAG = Symbol.for('nestjs-context:bullmq');
 const JOB_RECORD = Symbol.for('nestjs-context:bullmq-record');
 const MAX_VALUE_LENGTH = 8192;
 const MAX_KEYS = 16;
+/**
+ * The carrier field (no header can be named so) that holds the ids an instrumentation stamped on a
+ * job in its own option (`@nestjs/observe`'s `observeTraceId`, with `nestjs-context/observe`): read
+ * after the correlation id headers, under the same trust policy and `validate`.
+ */
+const STAMPED_IDS = 'stamped job ids';
 
 type JobLike = { id?: unknown; data?: unknown; opts?: unknown; [JOB_RECORD]?: ContextRecord };
 
@@ -148,15 +154,43 @@ function recordForJob(host: ContextHost, job: JobLike, trust: boolean | undefine
   // policy like every entry (`true` vouches for it). A failing validate/generate gives a fresh record
   // with a default id, reported once, and the job still runs.
   const names = trust === false ? undefined : jobIdHeaders(host);
-  const carrier = names === undefined ? undefined : readJobContext(job, names);
+  let carrier = names === undefined ? undefined : readJobContext(job, names);
+  let idHeaders = names;
+  const stamped = names === undefined ? undefined : stampedIds(job);
+  if (stamped !== undefined) {
+    carrier = Object.assign(Object.create(null) as Record<string, string | readonly string[]>, carrier, { [STAMPED_IDS]: stamped });
+    idHeaders = [...(names as readonly string[]), STAMPED_IDS];
+  }
+  // The job is the anchor: an instrumentation that runs the job inside its own operation
+  // (`nestjs-context/observe`) tells by it whether that operation's id is the job's stamp.
   const record =
-    carrier === undefined ? host.create({ source: JOB_CONTEXT_SOURCE }) : host.fromCarrier(carrier, JOB_CONTEXT_SOURCE, undefined, { trusted: trust === true, idHeaders: names });
+    carrier === undefined
+      ? host.create({ source: JOB_CONTEXT_SOURCE, anchor: job })
+      : host.fromCarrier(carrier, JOB_CONTEXT_SOURCE, undefined, { trusted: trust === true, idHeaders, anchor: job });
   try {
     Object.defineProperty(job, JOB_RECORD, { value: record, configurable: true, writable: true, enumerable: false });
   } catch {
     // A frozen (or exotic) job object cannot hold the record: its worker events get their own.
   }
   return record;
+}
+
+/** The string ids stamped on `job` under the registered instrumentations' options (see `addJobIdOption`), if any. */
+function stampedIds(job: JobLike): readonly string[] | undefined {
+  const options = jobIdOptions();
+  if (options.length === 0) return undefined;
+  let out: string[] | undefined;
+  try {
+    const opts = job.opts;
+    if (opts === null || typeof opts !== 'object') return undefined;
+    for (const option of options) {
+      const value = (opts as Record<string, unknown>)[option.name];
+      if (typeof value === 'string' && value !== '' && value.length <= MAX_VALUE_LENGTH) (out ??= []).push(value);
+    }
+  } catch {
+    return undefined; // options that cannot be read carry nothing
+  }
+  return out;
 }
 
 function anchoredRecord(job: JobLike): ContextRecord | undefined {
@@ -171,7 +205,9 @@ function anchoredRecord(job: JobLike): ContextRecord | undefined {
 /**
  * Returns job options carrying the active context (a copy of `opts`; `opts` itself is returned when
  * no context is active, when it already carries metadata, or for repeatable jobs, whose runs each
- * get a fresh context). For producers that do not go through a propagating queue.
+ * get a fresh context). For producers that do not go through a propagating queue. With
+ * `nestjs-context/observe`, the correlation id also goes in `@nestjs/observe`'s own job option
+ * (`observeTraceId`, unless set), so that Observe runs the job under the same id.
  *
  * @example await queue.add('send', data, contextJobOptions({ attempts: 3 }));
  */
@@ -182,7 +218,13 @@ export function contextJobOptions<O extends JobsOptions | undefined>(opts?: O): 
     if ((opts as Record<string, unknown>)[JOB_CONTEXT_OPTION] !== undefined) return opts;
     if ((opts as { repeat?: unknown }).repeat !== undefined) return opts;
   }
-  return { ...(opts ?? {}), [JOB_CONTEXT_OPTION]: outboundHeaders(record) } as JobsOptions;
+  const out: Record<string, unknown> = { ...(opts ?? {}), [JOB_CONTEXT_OPTION]: outboundHeaders(record) };
+  for (const option of jobIdOptions()) {
+    if (out[option.name] !== undefined) continue;
+    const id = record.correlationId;
+    if (option.accepts(id)) out[option.name] = id;
+  }
+  return out as JobsOptions;
 }
 
 /** The part of a bullmq `Queue` this integration patches. */

@@ -5,15 +5,32 @@
  *
  * @module nestjs-context/observe
  */
-import type { CreateObserveModuleOptions } from '@nestjs/observe';
+import type { CreateObserveModuleOptions, ObserveOptions, WsMessageContext } from '@nestjs/observe';
 import { MINTED_ID_KEY } from '../../constants.js';
 import { isValidCorrelationId } from '../../propagation/correlation-id.js';
 import { uuidV7 } from '../../propagation/ids.js';
 import { recordOfRequest } from '../../record/context-record.js';
-import { STALE, addTraceIdReader, isInternal } from '../../runtime/internal.js';
+import type { ContextSource } from '../../interfaces/context-init.interface.js';
+import { STALE, addIdAdopter, addJobIdOption, addTraceIdReader, instrumentationTraceId, isInternal, offerOperationScope } from '../../runtime/internal.js';
 
 /** The headers read for an inbound id where no context of ours exists yet: the library's defaults. */
 const INBOUND_HEADERS = ['x-request-id', 'x-correlation-id'] as const;
+
+/** The job option in which `@nestjs/observe` stamps the enqueuing operation's id on a job (its `JOB_TRACE_OPTION_KEY`). */
+const JOB_TRACE_OPTION = 'observeTraceId';
+
+/** The ids `@nestjs/observe` takes from a job's stamp or a request's header (its `REQUEST_ID_PATTERN`). */
+const OBSERVE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * The entries where `@nestjs/observe` opens its own operation, under an id it mints without asking
+ * `traceIdGenerator`, before the library's context opens: gateway messages, `@nestjs/schedule` runs
+ * and BullMQ jobs (which inherit the id stamped on them when they were added, see {@link adoptable}).
+ */
+const MINTING_ENTRIES: ReadonlySet<ContextSource> = new Set(['ws', 'schedule', 'bullmq']);
+
+/** Options of {@link contextObserveOptions}: those of `createObserveModule()`, and the `ws` options of `ObserveModule.forRoot()`. */
+export type ContextObserveOptions = CreateObserveModuleOptions & Pick<ObserveOptions, 'ws'>;
 
 /**
  * Options for `createObserveModule()` from `@nestjs/observe` that make Observe use the request's
@@ -39,12 +56,25 @@ const INBOUND_HEADERS = ['x-request-id', 'x-correlation-id'] as const;
  * // observe.ts (createObserveModule of @nestjs/observe)
  * export const { ObserveModule, ObserveInstrument } = createObserveModule(contextObserveOptions());
  */
-export function contextObserveOptions(options: CreateObserveModuleOptions = {}): CreateObserveModuleOptions {
+export function contextObserveOptions(options: ContextObserveOptions = {}): CreateObserveModuleOptions {
   const own = options.traceIdGenerator;
   const ownSkip = options.skipInstrumentation;
+  const ownWs = options.ws;
   let readerAdded = false;
+  registerOnce();
+  const ws: NonNullable<ObserveOptions['ws']> = {
+    ...ownWs,
+    // Called inside the operation Observe opens for a gateway message, before Nest's pipeline.
+    setAttributes: (message: WsMessageContext) => {
+      offerOperationScope();
+      return ownWs?.setAttributes?.(message) ?? {};
+    },
+  };
   return {
     ...options,
+    // Not an option of createObserveModule() in Observe's types, but kept with the others: forRoot()
+    // spreads its own options over these (so a `ws` given there replaces this one; see the docs).
+    ...({ ws } as object),
     traceIdGenerator: (source: unknown): string => sharedTraceId(source, own),
     skipInstrumentation: (instance: unknown): boolean => {
       // Observe asks about every provider, its own `TracerService` included: its `currentTraceId()`
@@ -62,6 +92,43 @@ export function contextObserveOptions(options: CreateObserveModuleOptions = {}):
       return isInternal(instance) || (ownSkip !== undefined && Boolean(ownSkip(instance)));
     },
   };
+}
+
+let registered = false;
+
+/**
+ * Registers, once per process and build, what the rest of the library asks of Observe: the id a
+ * context opened inside one of Observe's own operations adopts, and the job option in which both
+ * carry the id on BullMQ jobs.
+ */
+function registerOnce(): void {
+  if (registered) return;
+  registered = true;
+  addIdAdopter(adoptable);
+  addJobIdOption({ name: JOB_TRACE_OPTION, accepts: (id) => OBSERVE_ID.test(id) });
+}
+
+/**
+ * The id a new context of `source` that accepted no inbound id adopts: the id of the operation
+ * Observe opened around it (`currentTraceId()`), on the entries where Observe names the operation
+ * itself. Not a job's stamped id that Observe inherited (`anchor` is the job): that is inbound
+ * metadata, which the BullMQ integration reads under the app's trust policy like its own.
+ */
+function adoptable(source: ContextSource, anchor: object | undefined): string | undefined {
+  if (!MINTING_ENTRIES.has(source)) return undefined;
+  const id = instrumentationTraceId();
+  if (id === undefined || (source === 'bullmq' && id === stampOf(anchor))) return undefined;
+  return id;
+}
+
+/** The id Observe stamped on a job (`job.opts.observeTraceId`), if `job` is one that has it. */
+function stampOf(job: object | undefined): unknown {
+  try {
+    const opts = (job as { opts?: unknown } | undefined)?.opts;
+    return opts !== null && typeof opts === 'object' ? (opts as Record<string, unknown>)[JOB_TRACE_OPTION] : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Whether `instance` is `@nestjs/observe`'s `TracerService` (by its public shape; the package is an optional peer). */

@@ -10,9 +10,9 @@ import { ApplicationConfig } from '@nestjs/core';
 import { ContextHost, reportFailure } from '../../runtime/context-host.js';
 import { ContextCallbackError } from '../../errors.js';
 import { describeError } from '../../runtime/options.js';
-import { runInRecord, type Carrier, type ContextRecord } from '../../record/context-record.js';
+import { keepInRecord, runInRecord, storage, type Carrier, type ContextRecord } from '../../record/context-record.js';
 import { hostOrThrow } from '../../runtime/apps.js';
-import { markInternal } from '../../runtime/internal.js';
+import { inOperationScope, markInternal } from '../../runtime/internal.js';
 
 /** Options of {@link ContextWsModule.forRoot}. */
 export interface ContextWsOptions {
@@ -185,9 +185,14 @@ class ContextWsSetup {
     Object.defineProperty(target, TAG, { value: true });
     const policy = this.policy;
     const names = this.names;
-    const open = (client: unknown): ContextRecord => {
+    // A message's record decides a generated id on first read (`defer`): an instrumentation that opens
+    // its own operation for the message inside this wrapper (`@nestjs/observe`) names it first, and
+    // with `nestjs-context/observe` the record adopts that name (one id for both).
+    const open = (client: unknown, defer: boolean): ContextRecord => {
       const found = trustedHandshake(policy, names, client);
-      return found === undefined ? host.create({ source: 'ws' }) : host.fromCarrier(found.headers, 'ws', found.request);
+      return found === undefined
+        ? host.create({ source: 'ws', deferId: defer })
+        : host.fromCarrier(found.headers, 'ws', found.request, { deferId: defer });
     };
 
     const bindMessages = adapter.bindMessageHandlers;
@@ -199,8 +204,14 @@ class ContextWsSetup {
             return {
               ...handler,
               callback: (...args: unknown[]) => {
-                const record = open(client);
-                return runInRecord(record, () => callback(...args));
+                const record = open(client, true);
+                // An operation an instrumentation opens inside `callback` (`@nestjs/observe`) covers only
+                // that call; Nest subscribes to the handler's Observable (interceptors, handler) after
+                // it returned. That subscription then runs inside the operation too.
+                const { result, scope } = inOperationScope(() =>
+                  storage.getStore() === record ? callback(...args) : storage.run(record, () => callback(...args)),
+                );
+                return keepInRecord(result, record, scope);
               },
             };
           })
@@ -213,14 +224,14 @@ class ContextWsSetup {
     if (typeof bindConnect === 'function') {
       adapter.bindClientConnect = function (server: unknown, callback: AnyFn) {
         if (typeof callback !== 'function') return bindConnect.call(this, server, callback);
-        return bindConnect.call(this, server, (...args: unknown[]) => runInRecord(open(args[0]), () => callback(...args)));
+        return bindConnect.call(this, server, (...args: unknown[]) => runInRecord(open(args[0], false), () => callback(...args)));
       };
     }
     const bindDisconnect = adapter.bindClientDisconnect;
     if (typeof bindDisconnect === 'function') {
       adapter.bindClientDisconnect = function (client: unknown, callback: AnyFn) {
         if (typeof callback !== 'function') return bindDisconnect.call(this, client, callback);
-        return bindDisconnect.call(this, client, (...args: unknown[]) => runInRecord(open(client), () => callback(...args)));
+        return bindDisconnect.call(this, client, (...args: unknown[]) => runInRecord(open(client, false), () => callback(...args)));
       };
     }
   }
