@@ -206,6 +206,32 @@ export class ContextHost<T extends object = object> {
     return record;
   }
 
+  /**
+   * The inbound correlation id this app would accept for a new context from `carrier` — its trust
+   * policy (predicates evaluated on `request`; without one they trust nothing), its id headers and
+   * `validate` — without opening one; `undefined` when there is none, or when a callback throws (the
+   * entry reports that when it opens the context). For an instrumentation that names a request or
+   * message before the library's context exists (`nestjs-context/observe`).
+   */
+  acceptedId(carrier: Carrier | undefined, request?: IncomingMessage): string | undefined {
+    if (carrier === undefined) return undefined;
+    const o = this.options;
+    try {
+      if (!o.trustsAll && !new TrustCache(request).allows(o.trustCorrelationId)) return undefined;
+      return readCorrelationId(carrier, o.requestHeaders, o.validate);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The inbound metadata of a message as this app's entry reads it (the extractor registered for
+   * `type`, see {@link setExtractor}); `undefined` when it carries none or no extractor is registered.
+   */
+  messageCarrier(type: ContextSource, data: unknown, transport: unknown): Carrier | undefined {
+    return this.extract(type, data, transport);
+  }
+
   /** Runs the extractor registered for `type`; one that throws counts as no metadata (a fresh context). */
   private extract(type: ContextSource, data: unknown, transport: unknown): Carrier | undefined {
     try {

@@ -9,7 +9,10 @@ import type { CreateObserveModuleOptions, ObserveOptions, WsMessageContext } fro
 import { MINTED_ID_KEY } from '../../constants.js';
 import { isValidCorrelationId } from '../../propagation/correlation-id.js';
 import { uuidV7 } from '../../propagation/ids.js';
-import { recordOfRequest } from '../../record/context-record.js';
+import type { IncomingMessage } from 'node:http';
+import { recordOfRequest, type Carrier } from '../../record/context-record.js';
+import { liveApps } from '../../runtime/apps.js';
+import type { ContextHost } from '../../runtime/context-host.js';
 import type { ContextSource } from '../../interfaces/context-init.interface.js';
 import { STALE, addIdAdopter, addJobIdOption, addTraceIdReader, instrumentationTraceId, isInternal, offerOperationScope } from '../../runtime/internal.js';
 
@@ -146,29 +149,89 @@ function isTracerService(instance: unknown): instance is { currentTraceId(): str
 }
 
 /**
- * The trace id Observe should use for `source` (an HTTP request, or a microservice's per-message
- * context): the correlation id of the context already opened for it; else the id from `own` (or
- * the library's default rule), left on `source` for the context to adopt when it is not an inbound
- * value (see `MINTED_ID_KEY`).
+ * The trace id Observe should use for `source` (an HTTP request, a microservice's per-message
+ * context, a gRPC call): the correlation id of the context already opened for it; else, where Observe
+ * asks first (messages, WebSocket upgrades, HTTP with `enterEarly: false`), the inbound id the app
+ * will accept for it — under its own id headers, `validate` and trust policy when one app with
+ * `ContextModule` runs in the process, else the library's default rule — or, without one, a fresh id
+ * (the app's generator's) left on `source` for the context to adopt (see `MINTED_ID_KEY`). Your own
+ * `own` generator, if given, is asked instead of all but the first step.
  */
 function sharedTraceId(source: unknown, own: ((source: unknown) => string) | undefined): string {
   const record = recordOfRequest(source);
   if (record !== undefined) return record.correlationId;
-  const inbound = inboundIds(source);
+  if (own !== undefined) return ownTraceId(source, own);
+  const apps = liveApps();
+  const host = apps.length === 1 && !(apps[0] as ContextHost).closed ? apps[0] : undefined;
+  const accepted = host === undefined ? inboundIds(source).find((candidate) => isValidCorrelationId(candidate)) : acceptedBy(host, source);
+  if (accepted !== undefined) return accepted;
+  const minted = host === undefined ? uuidV7() : isHttpRequest(source) ? host.generate('http', nodeRequest(source)) : host.generate('rpc');
+  leaveMintedId(source, minted);
+  return minted;
+}
+
+/** The id your own `traceIdGenerator` gives (a fresh UUIDv7 when it throws or returns no string), left to adopt unless it is an inbound value. */
+function ownTraceId(source: unknown, own: (source: unknown) => string): string {
   let id: unknown;
-  if (own !== undefined) {
-    try {
-      id = own(source);
-    } catch {
-      id = undefined; // a user callback must not take the request down: a fresh id instead
-    }
-  } else {
-    id = inbound.find((candidate) => isValidCorrelationId(candidate));
+  try {
+    id = own(source);
+  } catch {
+    id = undefined; // a user callback must not take the request down: a fresh id instead
   }
   if (typeof id !== 'string' || id === '') id = uuidV7();
   const chosen = id as string;
-  if (!inbound.includes(chosen)) leaveMintedId(source, chosen);
+  if (!inboundIds(source).includes(chosen)) leaveMintedId(source, chosen);
   return chosen;
+}
+
+/** The inbound id `host`'s entry will accept for `source`: from an HTTP request's headers, or from a message's metadata as the app's transport integration reads it. */
+function acceptedBy(host: ContextHost, source: unknown): string | undefined {
+  try {
+    if (isHttpRequest(source)) {
+      const request = nodeRequest(source);
+      return host.acceptedId(request.headers as Carrier, request);
+    }
+    // A gRPC call: its handlers get the call's metadata as their transport argument.
+    const transport = grpcMetadataOf(source) ?? source;
+    return host.acceptedId(host.messageCarrier('rpc', undefined, transport));
+  } catch {
+    return undefined; // a request or context whose properties cannot be read carries no usable id
+  }
+}
+
+/** Node's request of an HTTP request (Fastify's wrapper has it as `raw`). */
+function nodeRequest(source: unknown): IncomingMessage {
+  let raw: unknown;
+  try {
+    raw = (source as { raw?: unknown }).raw;
+  } catch {
+    raw = undefined; // a wrapper whose `raw` cannot be read: the object itself
+  }
+  return (isHttpRequest(raw) ? raw : source) as IncomingMessage;
+}
+
+/** Whether `value` looks like an HTTP request (Node's, or Fastify's wrapper): an object with a headers object. */
+function isHttpRequest(value: unknown): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  try {
+    const headers = (value as { headers?: unknown }).headers;
+    return headers !== null && typeof headers === 'object';
+  } catch {
+    return false;
+  }
+}
+
+/** The `metadata` of a gRPC call object (grpc-js `Metadata`: `get` and `getMap`), if `source` is one. */
+function grpcMetadataOf(source: unknown): object | undefined {
+  if (source === null || typeof source !== 'object') return undefined;
+  try {
+    const metadata = (source as { metadata?: unknown }).metadata;
+    if (metadata === null || typeof metadata !== 'object') return undefined;
+    const { get, getMap } = metadata as { get?: unknown; getMap?: unknown };
+    return typeof get === 'function' && typeof getMap === 'function' ? metadata : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The string values of the default id headers on an HTTP request or in a message's metadata, in order. */
@@ -197,13 +260,19 @@ function metadataOf(source: object): object | undefined {
   return metadata !== null && typeof metadata === 'object' ? metadata : undefined;
 }
 
-/** Leaves `id` on the request (Node's own under Fastify's wrapper) or message context for the context to adopt. */
+/**
+ * Leaves `id` for the context to adopt where its entry looks: on the request (Node's own under
+ * Fastify's wrapper), on a message's context, and on a gRPC call's metadata (its handlers' transport
+ * argument).
+ */
 function leaveMintedId(source: unknown, id: string): void {
   if (source === null || typeof source !== 'object') return;
   try {
     const raw = (source as { raw?: unknown }).raw;
     const target = raw !== null && typeof raw === 'object' && 'headers' in raw ? raw : source;
     (target as { [MINTED_ID_KEY]?: string })[MINTED_ID_KEY] = id;
+    const metadata = grpcMetadataOf(source);
+    if (metadata !== undefined) (metadata as { [MINTED_ID_KEY]?: string })[MINTED_ID_KEY] = id;
   } catch {
     // A frozen or proxied object cannot hold it: the context then generates its own id.
   }
