@@ -17,7 +17,7 @@ import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { ContextModule, ContextService } from '../../src/index.js';
+import { ContextModule, ContextService, type ContextModuleOptions } from '../../src/index.js';
 import { ContextGraphQLModule } from '../../src/integrations/graphql/index.js';
 import { contextObserveOptions } from '../../src/integrations/observe/index.js';
 import { DEFAULT_ID } from '../utils/ids.js';
@@ -52,14 +52,14 @@ class IdsResolver {
   }
 }
 
-async function boot(driver: 'apollo' | 'mercurius'): Promise<{ app: INestApplication; url: string }> {
+async function boot(driver: 'apollo' | 'mercurius', options: ContextModuleOptions<AppContext> = {}): Promise<{ app: INestApplication; url: string }> {
   const gql =
     driver === 'apollo'
       ? GraphQLModule.forRoot<ApolloDriverConfig>({ driver: ApolloDriver, autoSchemaFile: true, graphiql: false, subscriptions: { 'graphql-ws': true } })
       : GraphQLModule.forRoot<MercuriusDriverConfig>({ driver: MercuriusDriver, autoSchemaFile: true, graphiql: false, subscription: { fullWsTransport: true } });
   @Module({
     imports: [
-      ContextModule.forRoot(AppContext),
+      ContextModule.forRoot(AppContext, options),
       gql,
       ContextGraphQLModule.forRoot(),
       ObserveModule.forRoot({ appKey: 'k', appSecret: 's', serviceId: 'svc', endpoint: 'http://127.0.0.1:9', runtimeMetrics: false }),
@@ -148,4 +148,21 @@ describe.each([['Apollo on Express', 'apollo'], ['Mercurius on Fastify', 'mercur
       expect(seen.observe).toMatch(DEFAULT_ID);
     });
   }
+});
+
+describe('@nestjs/observe and GraphQL (Mercurius on Fastify), inbound ids not trusted', () => {
+  let app: INestApplication;
+  let url: string;
+  beforeAll(async () => {
+    ({ app, url } = await boot('mercurius', { trustInbound: false }));
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it("a subscription with an id in the handshake: neither uses it; one fresh id, on both sides", async () => {
+    const seen = await subscribeOnce(url, { header: 'gql-untrusted-1' });
+    expect(seen.correlationId).toMatch(DEFAULT_ID);
+    expect(seen.observe).toBe(seen.correlationId);
+  });
 });
