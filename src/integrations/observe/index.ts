@@ -32,23 +32,34 @@ const OBSERVE_ID = /^[A-Za-z0-9._:-]{1,128}$/;
  */
 const MINTING_ENTRIES: ReadonlySet<ContextSource> = new Set(['ws', 'schedule', 'bullmq']);
 
-/** Options of {@link contextObserveOptions}: those of `createObserveModule()`, and the `ws` options of `ObserveModule.forRoot()`. */
+/**
+ * Options of {@link contextObserveOptions}: those of `createObserveModule()`, and the `ws` options of
+ * `ObserveModule.forRoot()` (give them here: a `ws` given to `forRoot()` replaces the one
+ * `contextObserveOptions()` sets, Observe merging the two shallowly).
+ */
 export type ContextObserveOptions = CreateObserveModuleOptions & Pick<ObserveOptions, 'ws'>;
 
 /**
- * Options for `createObserveModule()` from `@nestjs/observe` that make Observe use the request's
- * correlation id as its trace id, and leave the library's own classes out of its instrumentation.
- * Pass your own Observe options through it; everything else in them is kept as it is.
+ * Options for `createObserveModule()` from `@nestjs/observe` that make Observe's trace id and the
+ * correlation id one value on every entry, and leave the library's own classes out of its
+ * instrumentation. Pass your own Observe options through it (its `ws` options too); everything else
+ * in them is kept as it is.
  *
  * - `traceIdGenerator`: the correlation id of the request's context. On HTTP the context opens
  *   before Observe's request hook (the library's entry wraps the server's request handling), so
  *   the id is the one the app chose under its own `validate` and trust policy, and Observe's trace
  *   id, `TracerService.currentTraceId()`, its `x-request-id` on outgoing fetch/undici/http calls,
- *   microservice metadata and BullMQ jobs, and its log suffix all carry it. Where Observe reads a
- *   message before the context opens (microservice transports: its processing hook runs before the
- *   handler), the id comes from `x-request-id` / `x-correlation-id` in the message's metadata when
- *   valid (the library's default rule), else a fresh UUIDv7 that the context then adopts. Your own
- *   `traceIdGenerator`, if you pass one, is used there instead.
+ *   microservice metadata and BullMQ jobs, and its log suffix all carry it. Where Observe names a
+ *   message (or a WebSocket upgrade) before the context opens, the id is the inbound one the app
+ *   will accept — its id headers, `validate` and trust policy, read from the transport's metadata —
+ *   when one app with `ContextModule` runs in the process (else the library's default rule), or a
+ *   fresh id that the context then adopts. Your own `traceIdGenerator`, if you pass one, is used
+ *   there instead.
+ * - Entries Observe names without asking (BullMQ jobs, `@nestjs/schedule` runs, gateway messages):
+ *   the context opened inside one of its operations adopts its id when it accepted no inbound id;
+ *   the BullMQ integration writes the correlation id into Observe's job option too. `ws.setAttributes`
+ *   (yours is called as well) lets `ContextWsModule` run a gateway message's pipeline inside
+ *   Observe's operation.
  * - `skipInstrumentation`: true for the library's providers, modules, explorers and `ContextLogger`
  *   (so it adds no spans, billed or not), or whatever your own `skipInstrumentation` skips.
  *
