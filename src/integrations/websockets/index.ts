@@ -10,7 +10,7 @@ import { ApplicationConfig } from '@nestjs/core';
 import { ContextHost, reportFailure } from '../../runtime/context-host.js';
 import { ContextCallbackError } from '../../errors.js';
 import { describeError } from '../../runtime/options.js';
-import { keepInRecord, runInRecord, storage, type Carrier, type ContextRecord } from '../../record/context-record.js';
+import { enterRecord, keepInRecord, runInRecord, type Carrier, type ContextRecord } from '../../record/context-record.js';
 import { hostOrThrow } from '../../runtime/apps.js';
 import { inOperationScope, markInternal } from '../../runtime/internal.js';
 
@@ -208,9 +208,7 @@ class ContextWsSetup {
                 // An operation an instrumentation opens inside `callback` (`@nestjs/observe`) covers only
                 // that call; Nest subscribes to the handler's Observable (interceptors, handler) after
                 // it returned. That subscription then runs inside the operation too.
-                const { result, scope } = inOperationScope(() =>
-                  storage.getStore() === record ? callback(...args) : storage.run(record, () => callback(...args)),
-                );
+                const { result, scope } = inOperationScope(() => enterRecord(record, () => callback(...args)));
                 return keepInRecord(result, record, scope);
               },
             };
