@@ -110,7 +110,7 @@ async function readDump(dir, deadline) {
  * Counts one variant: resolves { perRequest, served, bad } or rejects with what went wrong. The
  * server is always stopped.
  */
-async function countOne({ node, server, variant, platform, headers, warm, measure, track, core }) {
+async function countOne({ node, nodeArgs, server, variant, platform, headers, warm, measure, track, core }) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-cg-'));
   const args = [
     '--tool=callgrind',
@@ -118,6 +118,8 @@ async function countOne({ node, server, variant, platform, headers, warm, measur
     `--callgrind-out-file=${path.join(dir, 'cg.out')}`,
     node,
     '--predictable',
+    // A preload the variant needs (the OpenTelemetry SDK of the otel-* variants).
+    ...(nodeArgs?.(variant) ?? []),
     // No --expose-gc: the memory marks' forced "last resort" collection at the 20,000th request
     // (bench/probe.ts) would shrink the heap and flush code in the middle of the warm-up.
     server,
@@ -166,10 +168,10 @@ async function countOne({ node, server, variant, platform, headers, warm, measur
 
 /**
  * Counts instructions per request for every platform × variant, `parallel` servers at a time
- * (worker i pinned to `cores[i]` when given).
+ * (worker i pinned to `cores[i]` when given). `nodeArgs(variant)`: Node flags a variant's server needs (optional).
  * Returns { counts: { 'platform/variant': { perRequest, served, bad } }, errors: [text], warm, measure }.
  */
-export async function countInstructions({ node, server, variants, platforms, headers, warm, measure, parallel, cores, track, log, deadline }) {
+export async function countInstructions({ node, nodeArgs, server, variants, platforms, headers, warm, measure, parallel, cores, track, log, deadline }) {
   if (!existsSync(server)) throw new Error(`no server build at ${server}`);
   const jobs = platforms.flatMap((platform) => variants.map((variant) => ({ platform, variant })));
   const counts = {};
@@ -183,7 +185,7 @@ export async function countInstructions({ node, server, variants, platforms, hea
       }
       const key = `${job.platform}/${job.variant}`;
       try {
-        counts[key] = await countOne({ node, server, ...job, headers, warm, measure, track, core });
+        counts[key] = await countOne({ node, nodeArgs, server, ...job, headers, warm, measure, track, core });
         log(`bench: instructions ${key}: ${Math.round(counts[key].perRequest).toLocaleString('en-US')} per request`);
       } catch (error) {
         errors.push(`${key}: ${error?.message ?? error}`);
