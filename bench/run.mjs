@@ -19,6 +19,7 @@
 // BENCH_RETRIES=2 (redo runs disturbed by other processes),
 // BENCH_INSTRUCTIONS=24|both|off (count instructions per request under callgrind on those Nodes;
 // the budgets are decided on these counts where present), BENCH_INSTR_WARM=30000, BENCH_INSTR_REQUESTS=3200,
+// BENCH_INSTR_FLAGS='' (extra Node/V8 flags for the counted servers, e.g. --no-memory-reducer),
 // BENCH_MICRO=1|0, BENCH_MAX_MINUTES=60, BENCH_CPU_PROF=1 (write .cpuprofile files; figures then
 // not representative), BENCH_LIB=src|dist. Flags: --micro-only, --list, --help,
 // --report <saved .json> (print a saved run's report again).
@@ -149,6 +150,7 @@ const config = {
   instructions: (env.BENCH_INSTRUCTIONS ?? '24').toLowerCase(),
   instrWarm: Math.round(int('BENCH_INSTR_WARM', 30000)),
   instrRequests: Math.round(int('BENCH_INSTR_REQUESTS', 3200)),
+  instrFlags: (env.BENCH_INSTR_FLAGS ?? '').split(' ').filter(Boolean),
   maxMinutes: int('BENCH_MAX_MINUTES', 60),
   cpuProf: env.BENCH_CPU_PROF === '1',
   lib: (env.BENCH_LIB ?? 'src').toLowerCase(),
@@ -882,14 +884,14 @@ function instructionSection(results) {
     const { counts, errors, warm, measure } = res.instructions;
     lines.push(
       '',
-      `Instructions per request on Node ${res.node} (callgrind, V8 --predictable; ${fmtInt(warm)} warm-up + ${fmtInt(measure)} counted requests in batches of 16; ` +
+      `Instructions per request on Node ${res.node} (callgrind, V8 --predictable${config.instrFlags?.length ? ' ' + config.instrFlags.join(' ') : ''}; ${fmtInt(warm)} warm-up + ${fmtInt(measure)} counted requests in batches of 16; ` +
         'steady state: V8’s compilers taken out; the same whatever the host does; ×bare = bare’s count ÷ the variant’s, the throughput it implies)',
     );
     for (const platform of config.adapters) {
       const k = usPerInstruction(res, platform);
       lines.push(
         `${platform}: 1 µs ≈ ${fmtInt(1 / k)} instructions (bare NestJS's count ÷ its lowest CPU/request in any run)`,
-        'variant                                  instr/req  ×bare   Δbare instr  Δbare µs  (V8 compiling, taken out)',
+        'variant                                  instr/req  ×bare   Δbare instr  Δbare µs  (V8 compiling, taken out)  (full GC, counted in)',
       );
       for (const variant of config.variants) {
         const c = counts[`${platform}/${variant}`];
@@ -897,7 +899,8 @@ function instructionSection(results) {
         const d = c.perRequest - instr(res, platform, 'bare');
         lines.push(
           `${`${variant.padEnd(14)} ${TITLES[variant]}`.slice(0, 40).padEnd(40)}${fmtInt(c.perRequest).padStart(10)} ${fmt(iRatio(res, platform, variant, 'bare'), 3).padStart(6)}` +
-            `${signedInt(d).padStart(13)} ${signed(d * k).padStart(9)}  ${fmtInt(c.withCompiling - c.perRequest).padStart(10)}${c.bad > 0 ? ` !${c.bad} non-200` : ''}`,
+            `${signedInt(d).padStart(13)} ${signed(d * k).padStart(9)}  ${fmtInt(c.withCompiling - c.perRequest).padStart(10)}` +
+            `${(c.majorGc === undefined ? '' : fmtInt(c.majorGc)).padStart(32)}${c.bad > 0 ? ` !${c.bad} non-200` : ''}`,
         );
       }
     }
@@ -1448,6 +1451,7 @@ async function main() {
         await countInstructions({
           node: node.bin,
           server: SERVER,
+          flags: config.instrFlags,
           nodeArgs,
           variants: config.variants,
           platforms: config.adapters,
