@@ -80,11 +80,13 @@ const COMPILERS = ['v8::internal::Compiler::CompileOptimized(', 'v8::internal::C
  * where another count's does not) cannot be compared with it.
  */
 const MAJOR_GC = 'v8::internal::MarkCompactCollector::CollectGarbage(';
+/** V8's young-generation collector (scavenges), reported the same way: a few per window on a server whose requests leave objects alive. */
+const MINOR_GC = 'v8::internal::ScavengerCollector::CollectGarbage(';
 
 /**
  * The dump written by `callgrind_control -d`: its total instruction count, how much of it V8 spent
  * compiling (inclusive counts of {@link COMPILERS}, from callgrind_annotate) and in full
- * collections ({@link MAJOR_GC}).
+ * collections ({@link MAJOR_GC}) and scavenges ({@link MINOR_GC}).
  */
 async function readDump(dir, deadline) {
   for (;;) {
@@ -107,7 +109,7 @@ async function readDump(dir, deadline) {
         };
         let compiling = 0;
         for (const name of COMPILERS) compiling += inclusive(name);
-        return { total: Number(m[1]), compiling, majorGc: inclusive(MAJOR_GC) };
+        return { total: Number(m[1]), compiling, majorGc: inclusive(MAJOR_GC), minorGc: inclusive(MINOR_GC) };
       }
     }
     if (Date.now() > deadline) throw new Error('callgrind wrote no dump in time');
@@ -166,10 +168,10 @@ async function countOne({ node, flags, nodeArgs, server, variant, platform, head
     client.go();
     const { bad, retries } = await client.done;
     control(['-d'], child.pid);
-    const { total, compiling, majorGc } = await readDump(dir, Date.now() + 60_000);
+    const { total, compiling, majorGc, minorGc } = await readDump(dir, Date.now() + 60_000);
     if (retries > 0) throw new Error(`${retries} counted requests had to be sent again (server closed idle connections): the count would be off`);
     // Steady state: what is left once V8's one-off compilation in the window is taken out.
-    return { perRequest: (total - compiling) / measure, withCompiling: total / measure, majorGc: majorGc / measure, served: measure, bad };
+    return { perRequest: (total - compiling) / measure, withCompiling: total / measure, majorGc: majorGc / measure, minorGc: minorGc / measure, served: measure, bad };
   } finally {
     child.kill('SIGKILL');
     await exited;

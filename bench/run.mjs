@@ -891,7 +891,7 @@ function instructionSection(results) {
       const k = usPerInstruction(res, platform);
       lines.push(
         `${platform}: 1 µs ≈ ${fmtInt(1 / k)} instructions (bare NestJS's count ÷ its lowest CPU/request in any run)`,
-        'variant                                  instr/req  ×bare   Δbare instr  Δbare µs  (V8 compiling, taken out)  (full GC, counted in)',
+        'variant                                  instr/req  ×bare   Δbare instr  Δbare µs  (V8 compiling, taken out)  (full GC, scavenges: counted in)',
       );
       for (const variant of config.variants) {
         const c = counts[`${platform}/${variant}`];
@@ -900,7 +900,7 @@ function instructionSection(results) {
         lines.push(
           `${`${variant.padEnd(14)} ${TITLES[variant]}`.slice(0, 40).padEnd(40)}${fmtInt(c.perRequest).padStart(10)} ${fmt(iRatio(res, platform, variant, 'bare'), 3).padStart(6)}` +
             `${signedInt(d).padStart(13)} ${signed(d * k).padStart(9)}  ${fmtInt(c.withCompiling - c.perRequest).padStart(10)}` +
-            `${(c.majorGc === undefined ? '' : fmtInt(c.majorGc)).padStart(32)}${c.bad > 0 ? ` !${c.bad} non-200` : ''}`,
+            `${(c.majorGc === undefined ? '' : `${fmtInt(c.majorGc)}, ${fmtInt(c.minorGc)}`).padStart(34)}${c.bad > 0 ? ` !${c.bad} non-200` : ''}`,
         );
       }
     }
