@@ -74,10 +74,19 @@ function control(args, pid) {
  * are one-off warm-up work that a long-running server has behind it.
  */
 const COMPILERS = ['v8::internal::Compiler::CompileOptimized(', 'v8::internal::Compiler::Compile(', 'v8::internal::Compiler::CompileBaseline('];
+/**
+ * V8's full (mark-compact) collector. Counted in, but reported: one such collection in the window
+ * adds its whole cost to a few thousand requests, so a count whose window holds one (or holds one
+ * where another count's does not) cannot be compared with it.
+ */
+const MAJOR_GC = 'v8::internal::MarkCompactCollector::CollectGarbage(';
+/** V8's young-generation collector (scavenges), reported the same way: a few per window on a server whose requests leave objects alive. */
+const MINOR_GC = 'v8::internal::ScavengerCollector::CollectGarbage(';
 
 /**
- * The dump written by `callgrind_control -d`: its total instruction count, and how much of it V8
- * spent compiling (inclusive counts of {@link COMPILERS}, from callgrind_annotate).
+ * The dump written by `callgrind_control -d`: its total instruction count, how much of it V8 spent
+ * compiling (inclusive counts of {@link COMPILERS}, from callgrind_annotate) and in full
+ * collections ({@link MAJOR_GC}) and scavenges ({@link MINOR_GC}).
  */
 async function readDump(dir, deadline) {
   for (;;) {
@@ -88,17 +97,19 @@ async function readDump(dir, deadline) {
       if (m) {
         const annotated = spawnSync('callgrind_annotate', ['--inclusive=yes', '--threshold=100', path.join(dir, file)], { encoding: 'utf8', maxBuffer: 256 * 2 ** 20 });
         if (annotated.status !== 0) throw new Error(`callgrind_annotate failed: ${annotated.stderr}`);
-        let compiling = 0;
-        for (const name of COMPILERS) {
-          // The largest inclusive count among the function's overloads: they call one another.
+        const lines = annotated.stdout.split('\n');
+        // The largest inclusive count among the function's overloads: they call one another.
+        const inclusive = (name) => {
           let most = 0;
-          for (const line of annotated.stdout.split('\n')) {
+          for (const line of lines) {
             const c = line.match(/^\s*([\d,]+) \(/);
             if (c && line.includes(name)) most = Math.max(most, Number(c[1].replaceAll(',', '')));
           }
-          compiling += most;
-        }
-        return { total: Number(m[1]), compiling };
+          return most;
+        };
+        let compiling = 0;
+        for (const name of COMPILERS) compiling += inclusive(name);
+        return { total: Number(m[1]), compiling, majorGc: inclusive(MAJOR_GC), minorGc: inclusive(MINOR_GC) };
       }
     }
     if (Date.now() > deadline) throw new Error('callgrind wrote no dump in time');
@@ -110,7 +121,7 @@ async function readDump(dir, deadline) {
  * Counts one variant: resolves { perRequest, served, bad } or rejects with what went wrong. The
  * server is always stopped.
  */
-async function countOne({ node, server, variant, platform, headers, warm, measure, track, core }) {
+async function countOne({ node, flags, nodeArgs, server, variant, platform, headers, warm, measure, track, core }) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-cg-'));
   const args = [
     '--tool=callgrind',
@@ -118,6 +129,10 @@ async function countOne({ node, server, variant, platform, headers, warm, measur
     `--callgrind-out-file=${path.join(dir, 'cg.out')}`,
     node,
     '--predictable',
+    // Extra flags for every counted server (BENCH_INSTR_FLAGS), e.g. --no-memory-reducer.
+    ...(flags ?? []),
+    // A preload the variant needs (the OpenTelemetry SDK of the otel-* variants).
+    ...(nodeArgs?.(variant) ?? []),
     // No --expose-gc: the memory marks' forced "last resort" collection at the 20,000th request
     // (bench/probe.ts) would shrink the heap and flush code in the middle of the warm-up.
     server,
@@ -153,10 +168,10 @@ async function countOne({ node, server, variant, platform, headers, warm, measur
     client.go();
     const { bad, retries } = await client.done;
     control(['-d'], child.pid);
-    const { total, compiling } = await readDump(dir, Date.now() + 60_000);
+    const { total, compiling, majorGc, minorGc } = await readDump(dir, Date.now() + 60_000);
     if (retries > 0) throw new Error(`${retries} counted requests had to be sent again (server closed idle connections): the count would be off`);
     // Steady state: what is left once V8's one-off compilation in the window is taken out.
-    return { perRequest: (total - compiling) / measure, withCompiling: total / measure, served: measure, bad };
+    return { perRequest: (total - compiling) / measure, withCompiling: total / measure, majorGc: majorGc / measure, minorGc: minorGc / measure, served: measure, bad };
   } finally {
     child.kill('SIGKILL');
     await exited;
@@ -166,10 +181,11 @@ async function countOne({ node, server, variant, platform, headers, warm, measur
 
 /**
  * Counts instructions per request for every platform × variant, `parallel` servers at a time
- * (worker i pinned to `cores[i]` when given).
+ * (worker i pinned to `cores[i]` when given). `flags`: Node/V8 flags for every server (optional);
+ * `nodeArgs(variant)`: Node flags a variant's server needs (optional).
  * Returns { counts: { 'platform/variant': { perRequest, served, bad } }, errors: [text], warm, measure }.
  */
-export async function countInstructions({ node, server, variants, platforms, headers, warm, measure, parallel, cores, track, log, deadline }) {
+export async function countInstructions({ node, flags, nodeArgs, server, variants, platforms, headers, warm, measure, parallel, cores, track, log, deadline }) {
   if (!existsSync(server)) throw new Error(`no server build at ${server}`);
   const jobs = platforms.flatMap((platform) => variants.map((variant) => ({ platform, variant })));
   const counts = {};
@@ -183,7 +199,7 @@ export async function countInstructions({ node, server, variants, platforms, hea
       }
       const key = `${job.platform}/${job.variant}`;
       try {
-        counts[key] = await countOne({ node, server, ...job, headers, warm, measure, track, core });
+        counts[key] = await countOne({ node, flags, nodeArgs, server, ...job, headers, warm, measure, track, core });
         log(`bench: instructions ${key}: ${Math.round(counts[key].perRequest).toLocaleString('en-US')} per request`);
       } catch (error) {
         errors.push(`${key}: ${error?.message ?? error}`);

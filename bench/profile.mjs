@@ -8,7 +8,7 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HEADERS = {
@@ -29,7 +29,9 @@ async function profile(variant) {
   const dir = path.join(ROOT, '.bench', 'profiles', `manual-node${nodeLabel}-${platform}-${variant}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const child = spawn('taskset', ['-c', '0', bin, '--cpu-prof', `--cpu-prof-dir=${dir}`, path.join(ROOT, '.bench/build/bench/server.js'), variant, platform], {
+  // The OTel variants start the SDK first, as in bench/run.mjs.
+  const preload = variant.startsWith('otel-') ? ['--import', pathToFileURL(path.join(ROOT, '.bench/build/bench/otel.js')).href] : [];
+  const child = spawn('taskset', ['-c', '0', bin, '--cpu-prof', `--cpu-prof-dir=${dir}`, ...preload, path.join(ROOT, '.bench/build/bench/server.js'), variant, platform], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   // The server's next IPC message.

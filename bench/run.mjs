@@ -19,6 +19,7 @@
 // BENCH_RETRIES=2 (redo runs disturbed by other processes),
 // BENCH_INSTRUCTIONS=24|both|off (count instructions per request under callgrind on those Nodes;
 // the budgets are decided on these counts where present), BENCH_INSTR_WARM=30000, BENCH_INSTR_REQUESTS=3200,
+// BENCH_INSTR_FLAGS='' (extra Node/V8 flags for the counted servers, e.g. --no-memory-reducer),
 // BENCH_MICRO=1|0, BENCH_MAX_MINUTES=60, BENCH_CPU_PROF=1 (write .cpuprofile files; figures then
 // not representative), BENCH_LIB=src|dist. Flags: --micro-only, --list, --help,
 // --report <saved .json> (print a saved run's report again).
@@ -27,7 +28,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } fr
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { countInstructions, instructionsUnavailable } from './instructions.mjs';
 
@@ -37,6 +38,8 @@ const SERVER = path.join(BUILD, 'bench', 'server.js');
 const MICRO = path.join(BUILD, 'bench', 'micro.js');
 const LUA = path.join(ROOT, 'bench', 'wrk-report.lua');
 const RESULTS = path.join(ROOT, '.bench', 'results');
+/** The OpenTelemetry SDK set-up of the `otel-*` variants, preloaded with `--import` (bench/otel.ts). */
+const OTEL_PRELOAD = path.join(BUILD, 'bench', 'otel.js');
 
 // ------------------------------------------------------------------------------------------------
 // Configuration
@@ -54,6 +57,8 @@ const ALL_VARIANTS = [
   'als-mw', 'als-icpt', 'als-listener', 'cls-mw', 'cls-proxy', 'req-scope', 'req-scope-icpt',
   // Opt-in only, never in the default set: they need PostgreSQL (see BENCHMARKS.md, "SQL comment per statement").
   'sql-pg', 'sql-pg-comment',
+  // Opt-in only: the OpenTelemetry SDK, preloaded (see BENCHMARKS.md, "With OpenTelemetry").
+  'otel-bare', 'otel-fast-none', 'otel-fast-full', 'otel-ctx-full',
 ];
 const TITLES = {
   raw: 'plain platform, no Nest',
@@ -84,8 +89,14 @@ const TITLES = {
   'req-scope-icpt': 'Scope.REQUEST + do-nothing icpt',
   'sql-pg': 'lib + SELECT 1 through pg',
   'sql-pg-comment': 'lib + SELECT 1 through commentPg',
+  'otel-bare': 'OTel SDK alone, bare NestJS',
+  'otel-fast-none': 'OTel + interop, fast, never touched',
+  'otel-fast-full': 'OTel + interop, fast, full HTTP path',
+  'otel-ctx-full': 'OTel + interop, full HTTP path',
 };
-const LIBRARY = (name) => name.startsWith('ctx-') || name.startsWith('fast-');
+/** Node flags of a variant's server: the OTel variants start the SDK first, as a production app does. */
+const nodeArgs = (name) => (name.startsWith('otel-') ? ['--import', pathToFileURL(OTEL_PRELOAD).href] : []);
+const LIBRARY = (name) => name.startsWith('ctx-') || name.startsWith('fast-') || (name.startsWith('otel-') && name !== 'otel-bare');
 
 /** Every request carries what a service behind a gateway or mesh receives. */
 const INBOUND = {
@@ -139,6 +150,7 @@ const config = {
   instructions: (env.BENCH_INSTRUCTIONS ?? '24').toLowerCase(),
   instrWarm: Math.round(int('BENCH_INSTR_WARM', 30000)),
   instrRequests: Math.round(int('BENCH_INSTR_REQUESTS', 3200)),
+  instrFlags: (env.BENCH_INSTR_FLAGS ?? '').split(' ').filter(Boolean),
   maxMinutes: int('BENCH_MAX_MINUTES', 60),
   cpuProf: env.BENCH_CPU_PROF === '1',
   lib: (env.BENCH_LIB ?? 'src').toLowerCase(),
@@ -309,7 +321,7 @@ function startServer(node, variant, platform) {
     mkdirSync(dir, { recursive: true });
     execArgv.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
   }
-  const [command, args] = pinned(SERVER_CORE, node.bin, [...execArgv, SERVER, variant, platform]);
+  const [command, args] = pinned(SERVER_CORE, node.bin, [...execArgv, ...nodeArgs(variant), SERVER, variant, platform]);
   const child = track(spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'inherit', 'pipe', 'ipc'], env: { ...env, NODE_ENV: 'production' } }));
   let stderr = '';
   child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
@@ -421,7 +433,40 @@ async function checkBehaviour(server, spec) {
       }
     }
   }
+  if (spec.otel !== undefined) problems.push(...(await checkOtel(server, spec)));
   return { problems, notes };
+}
+
+/**
+ * The OTel variants: the handler runs inside a server span of OTel's http instrumentation that
+ * continues the inbound traceparent, the library's record holds that very span (the interop adopted
+ * it), the batch processor hands spans to the exporter, and the propagator is the one the variant
+ * stands for (the SDK's default, or the interop's with ContextPropagator).
+ */
+async function checkOtel(server, spec) {
+  const problems = [];
+  const res = await httpGet(server.port, '/otel-check');
+  let body;
+  try {
+    body = JSON.parse(res.body);
+  } catch {
+    body = undefined;
+  }
+  const span = body?.otel;
+  if (res.status !== 200 || span === undefined) {
+    problems.push(`no OpenTelemetry span active in the handler (/otel-check answered ${res.status} ${res.body.slice(0, 100)}): the http instrumentation is not in place`);
+  } else {
+    if (span.traceId !== INBOUND.traceId || span.spanId === INBOUND.parentId) problems.push(`OTel's server span ${JSON.stringify(span)} does not continue the inbound traceparent`);
+    if (spec.otel === 'interop' && (body.context?.traceId !== span.traceId || body.context?.spanId !== span.spanId)) {
+      problems.push(`the library's trace ${JSON.stringify(body.context)} is not OTel's span ${JSON.stringify(span)}: the interop did not adopt it`);
+    }
+  }
+  const { otel } = await server.ask('inspect');
+  if (!(otel?.exported > 0)) problems.push(`the exporter received no span after a flush (${JSON.stringify(otel)})`);
+  else if (otel.last?.traceId !== INBOUND.traceId || otel.last?.parentSpanId !== INBOUND.parentId) problems.push(`the last exported span ${JSON.stringify(otel.last)} is not a server span continuing the inbound traceparent`);
+  const propagator = spec.otel === 'interop' ? 'context' : 'w3c';
+  if (otel?.propagator !== propagator) problems.push(`propagator ${otel?.propagator}, expected ${propagator}`);
+  return problems;
 }
 
 
@@ -839,14 +884,14 @@ function instructionSection(results) {
     const { counts, errors, warm, measure } = res.instructions;
     lines.push(
       '',
-      `Instructions per request on Node ${res.node} (callgrind, V8 --predictable; ${fmtInt(warm)} warm-up + ${fmtInt(measure)} counted requests in batches of 16; ` +
+      `Instructions per request on Node ${res.node} (callgrind, V8 --predictable${config.instrFlags?.length ? ' ' + config.instrFlags.join(' ') : ''}; ${fmtInt(warm)} warm-up + ${fmtInt(measure)} counted requests in batches of 16; ` +
         'steady state: V8’s compilers taken out; the same whatever the host does; ×bare = bare’s count ÷ the variant’s, the throughput it implies)',
     );
     for (const platform of config.adapters) {
       const k = usPerInstruction(res, platform);
       lines.push(
         `${platform}: 1 µs ≈ ${fmtInt(1 / k)} instructions (bare NestJS's count ÷ its lowest CPU/request in any run)`,
-        'variant                                  instr/req  ×bare   Δbare instr  Δbare µs  (V8 compiling, taken out)',
+        'variant                                  instr/req  ×bare   Δbare instr  Δbare µs  (V8 compiling, taken out)  (full GC, scavenges: counted in)',
       );
       for (const variant of config.variants) {
         const c = counts[`${platform}/${variant}`];
@@ -854,7 +899,8 @@ function instructionSection(results) {
         const d = c.perRequest - instr(res, platform, 'bare');
         lines.push(
           `${`${variant.padEnd(14)} ${TITLES[variant]}`.slice(0, 40).padEnd(40)}${fmtInt(c.perRequest).padStart(10)} ${fmt(iRatio(res, platform, variant, 'bare'), 3).padStart(6)}` +
-            `${signedInt(d).padStart(13)} ${signed(d * k).padStart(9)}  ${fmtInt(c.withCompiling - c.perRequest).padStart(10)}${c.bad > 0 ? ` !${c.bad} non-200` : ''}`,
+            `${signedInt(d).padStart(13)} ${signed(d * k).padStart(9)}  ${fmtInt(c.withCompiling - c.perRequest).padStart(10)}` +
+            `${(c.majorGc === undefined ? '' : `${fmtInt(c.majorGc)}, ${fmtInt(c.minorGc)}`).padStart(34)}${c.bad > 0 ? ` !${c.bad} non-200` : ''}`,
         );
       }
     }
@@ -883,6 +929,30 @@ const B5_PEERS = [['ctx-inject', 'req-scope-icpt'], ['fast-inject', 'req-scope']
 
 /** B6: each library variant's nestjs-cls equivalent. Request-scoped injection has none (B5 judges it). */
 const B6_PEER = (variant) => (variant.endsWith('-proxy') ? 'cls-proxy' : variant.endsWith('-inject') ? undefined : 'cls-mw');
+/**
+ * O1 (issue 15, item 6): each interop variant against the same library variant without OTel. What
+ * the interop adds over the SDK alone (otel-X − otel-bare) may not exceed what the library adds
+ * over bare NestJS (X − bare).
+ */
+const O1_PAIRS = [['otel-fast-none', 'fast-none'], ['otel-fast-full', 'fast-full'], ['otel-ctx-full', 'ctx-full']];
+
+/** O1 on one platform: `measured(v)`, `added(v, base)` v's extra cost over base, `unit` its text. */
+function o1(res, p, measured, added, unit) {
+  const failed = (v) => (res.checks[`${p}/${v}`]?.problems.length ?? 0) > 0;
+  const parts = [];
+  const over = [];
+  for (const [interop, plain] of O1_PAIRS) {
+    if (!measured(interop) || !measured(plain) || !measured('otel-bare') || !measured('bare')) continue;
+    const withOtel = added(interop, 'otel-bare');
+    const without = added(plain, 'bare');
+    if (!(withOtel <= without) || failed(interop)) over.push(`${interop} adds ${unit(withOtel)} over otel-bare, ${plain} ${unit(without)} over bare`);
+    parts.push(`${interop} − otel-bare ${unit(withOtel)} vs ${plain} − bare ${unit(without)} (${fmt(withOtel / without, 2)} ×)`);
+  }
+  if (parts.length === 0) return undefined;
+  if (measured('otel-bare') && measured('bare')) parts.push(`(the SDK alone: otel-bare − bare ${unit(added('otel-bare', 'bare'))})`);
+  return { ok: over.length === 0, text: parts.join('; '), reason: over.length ? over.join('; ') : undefined };
+}
+
 /** B8: the proxy-injected class against the ContextService read of the same configuration. */
 const B8_PAIRS = [['ctx-proxy', 'ctx-service'], ['fast-proxy', 'fast-service']];
 
@@ -1180,6 +1250,16 @@ function budgets(results) {
     },
   ];
 
+  // Only in runs that include the opt-in OTel variants.
+  if (config.variants.some((v) => v.startsWith('otel-'))) defs.push({
+    name: 'O1 OpenTelemetry interop (issue 15, item 6): what ContextOpenTelemetryModule + the library add over the OTel SDK alone ≤ what the library adds over bare NestJS in the same configuration',
+    eval(res, p) {
+      return o1(res, p, (v) => has(res, p, v), (v, base) => pairedMedian(res, p, v, base, RATIO.cpuDelta), (x) => `${signed(x)} µs CPU`);
+    },
+    ieval(res, p) {
+      return o1(res, p, (v) => countedAll(res, p, v), (v, base) => instr(res, p, v) - instr(res, p, base), (x) => `${signedInt(x)} instr`);
+    },
+  });
   for (const def of defs) {
     const verdicts = [];
     let all = true;
@@ -1371,6 +1451,8 @@ async function main() {
         await countInstructions({
           node: node.bin,
           server: SERVER,
+          flags: config.instrFlags,
+          nodeArgs,
           variants: config.variants,
           platforms: config.adapters,
           headers: HEADERS,

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
+import type { OtelBenchState } from './otel.js';
 import { hit, probe } from './probe.js';
 import { FIXED_BODY, libraryFeatures, variants } from './variants.js';
 
@@ -60,6 +61,15 @@ async function main(): Promise<void> {
   if (variant === undefined || (platform !== 'express' && platform !== 'fastify')) {
     throw new Error(`usage: server.js <variant> <express|fastify>; unknown ${variantName}/${platform}`);
   }
+  // The OTel variants measure the SDK: without its preload they would silently measure nothing of it.
+  const preloaded = (globalThis as Record<symbol, unknown>)[Symbol.for('nestjs-context.bench.otel')] !== undefined;
+  if (preloaded !== (variant.otel !== undefined)) {
+    throw new Error(
+      variant.otel !== undefined
+        ? `variant ${variant.name} runs under the OpenTelemetry SDK: start it with node --import <.bench/build/bench/otel.js> (bench/run.mjs does)`
+        : `variant ${variant.name} must run without the OpenTelemetry preload (bench/otel.js): drop the --import`,
+    );
+  }
   const root = variant.module();
   let server: Server;
   let close: () => Promise<unknown>;
@@ -91,7 +101,15 @@ async function main(): Promise<void> {
         heapAt: probe.heapAt,
       });
     } else if (message.type === 'inspect') {
-      send({ type: 'inspect', id: message.id, sink: probe.sink });
+      // Under the OTel preload (bench/otel.ts), also the spans its exporter received, once flushed.
+      const otel = (globalThis as Record<symbol, unknown>)[Symbol.for('nestjs-context.bench.otel')] as OtelBenchState | undefined;
+      if (otel === undefined) send({ type: 'inspect', id: message.id, sink: probe.sink });
+      else {
+        otel.flush().then(
+          (spans) => send({ type: 'inspect', id: message.id, sink: probe.sink, otel: { propagator: otel.propagator, ...spans } }),
+          (error: unknown) => send({ type: 'inspect', id: message.id, sink: probe.sink, otel: { error: String(error) } }),
+        );
+      }
     } else if (message.type === 'stop') {
       const timer = setTimeout(() => process.exit(0), 2000);
       timer.unref();
@@ -104,7 +122,7 @@ async function main(): Promise<void> {
     type: 'ready',
     port,
     features: libraryFeatures,
-    spec: { body: variant.body, echo: variant.echo, checks: variant.checks },
+    spec: { body: variant.body, echo: variant.echo, checks: variant.checks, otel: variant.otel },
   });
 }
 

@@ -22,9 +22,11 @@ import {
   type Type,
 } from '@nestjs/common';
 import { APP_INTERCEPTOR, REQUEST } from '@nestjs/core';
+import { trace as otelTrace } from '@opentelemetry/api';
 import { ClsModule, ClsService, InjectableProxy } from 'nestjs-cls';
 import pg from 'pg';
 import { Observable } from 'rxjs';
+import { ContextOpenTelemetryModule } from '../src/integrations/opentelemetry/index.js';
 import { commentPg } from '../src/integrations/sql/index.js';
 import * as lib from './lib.js';
 import { ContextModule, ContextService, Ctx, currentContext, type ContextInit } from './lib.js';
@@ -424,6 +426,60 @@ function sql(comment: boolean): DynamicModule {
   };
 }
 
+// ---- with the OpenTelemetry SDK (opt-in: started by the bench/otel.ts preload, `node --import`) ----
+
+/** The active OTel span's ids, or undefined. */
+function activeSpanIds(): { traceId: string; spanId: string } | undefined {
+  const span = otelTrace.getActiveSpan();
+  if (span === undefined) return undefined;
+  const { traceId, spanId } = span.spanContext();
+  return { traceId, spanId };
+}
+
+/**
+ * GET /otel-check (behaviour check only, never under load): the ids of the span OTel's http
+ * instrumentation opened for this request. Registered after the variant's own controller, so `GET /`
+ * never reaches it.
+ */
+@Controller()
+class OtelCheckController {
+  /** GET /otel-check: `{ otel }`. */
+  @Get('otel-check')
+  check(): object {
+    return { otel: activeSpanIds() };
+  }
+}
+
+/** The same plus the trace the library's record holds (adopted from that span under the interop). */
+@Controller()
+class OtelContextCheckController {
+  constructor(private readonly context: ContextService<BenchContext>) {}
+  /** GET /otel-check: `{ otel, context }`. */
+  @Get('otel-check')
+  check(): object {
+    const t = readTrace(this.context) as { traceId: string; spanId?: string } | undefined;
+    return { otel: activeSpanIds(), context: t === undefined ? undefined : { traceId: t.traceId, spanId: t.spanId } };
+  }
+}
+
+/** Bare NestJS under the OTel SDK: the same controller as `bare`. */
+@Module({ controllers: [FixedController, OtelCheckController] })
+class OtelBareModule {}
+
+/**
+ * The library with the OpenTelemetry interop (`ContextOpenTelemetryModule.forRoot()`, its defaults)
+ * and `controller` as in the variant of the same name without OTel.
+ */
+function withOtel(configuration: Configuration, controller: Type): DynamicModule {
+  @Module({})
+  class OtelInteropModule {}
+  return {
+    module: OtelInteropModule,
+    imports: [contextModule(configuration), ContextOpenTelemetryModule.forRoot()],
+    controllers: [controller, OtelContextCheckController],
+  };
+}
+
 // ---- the catalogue ----
 
 export type Group = 'reference' | 'library' | 'peer';
@@ -440,6 +496,8 @@ export interface Variant {
   readonly echo: boolean;
   /** Whether the handler reads the trace / builds an outbound request (checked through the probe). */
   readonly checks?: 'trace' | 'outbound' | 'sql-plain' | 'sql-comment';
+  /** Whether the server runs under the OpenTelemetry SDK (bench/otel.ts preloaded), and with the library's interop. */
+  readonly otel?: 'alone' | 'interop';
   /** A root module, or `'raw'` for the plain-platform reference served without Nest. */
   readonly module: () => Type | DynamicModule | 'raw';
   /** Called between NestFactory.create() and listen(). */
@@ -474,5 +532,9 @@ export const variants: readonly Variant[] = [
   { name: 'req-scope', title: 'a Scope.REQUEST provider injected into the controller', group: 'peer', body: 'inbound', echo: false, module: () => RequestScopeModule },
   { name: 'sql-pg', title: 'library, ContextService read + SELECT 1 through pg', group: 'library', configuration: 'interceptor', body: 'inbound', echo: true, checks: 'sql-plain', module: () => sql(false) },
   { name: 'sql-pg-comment', title: 'the same with the pool wrapped by commentPg', group: 'library', configuration: 'interceptor', body: 'inbound', echo: true, checks: 'sql-comment', module: () => sql(true) },
+  { name: 'otel-bare', title: 'OTel SDK alone: bare NestJS + http instrumentation', group: 'reference', body: 'fixed', echo: false, otel: 'alone', module: () => OtelBareModule },
+  { name: 'otel-ctx-full', title: 'OTel + library interop, full HTTP path', group: 'library', configuration: 'interceptor', body: 'inbound', echo: true, checks: 'trace', otel: 'interop', module: () => withOtel('interceptor', FullPathController) },
+  { name: 'otel-fast-none', title: 'OTel + library interop, fastest config, never touched', group: 'library', configuration: 'fast', body: 'fixed', echo: true, otel: 'interop', module: () => withOtel('fast', FixedController) },
+  { name: 'otel-fast-full', title: 'OTel + library interop, fastest config, full HTTP path', group: 'library', configuration: 'fast', body: 'inbound', echo: true, checks: 'trace', otel: 'interop', module: () => withOtel('fast', FullPathController) },
   { name: 'req-scope-icpt', title: 'the same plus a do-nothing global interceptor', group: 'reference', body: 'inbound', echo: false, module: () => RequestScopeInterceptorModule },
 ];
