@@ -23,6 +23,7 @@ import { Log } from '../entrypoints/log.js';
 import { brokers, requireBroker, uniqueName, type BrokerName } from '../utils/brokers.js';
 import { CaptureLogger } from '../utils/capture-logger.js';
 import { DEFAULT_ID } from '../utils/ids.js';
+import { throwingGenerate, throwingValidate } from './failing-callbacks.js';
 
 /** What an event handler saw: its id through `currentContext` and through the app's `ContextService`. */
 interface Seen {
@@ -88,16 +89,6 @@ const throwingTrust: ContextModuleOptions<MyContext> = {
   trustInbound: (req: IncomingMessage) => {
     trustCalls++;
     return (req.headers['x-mesh-secret'] as string).startsWith('s3cret');
-  },
-};
-const throwingValidate: ContextModuleOptions<MyContext> = {
-  correlationId: { validate: (id: string) => /^[\w-]+$/.test(decodeURIComponent(id)) },
-};
-const throwingGenerate: ContextModuleOptions<MyContext> = {
-  correlationId: {
-    generate: () => {
-      throw new Error('id service down');
-    },
   },
 };
 

@@ -13,19 +13,10 @@ import { MyContext } from '../fixtures/app-context.js';
 import { freePort } from '../utils/brokers.js';
 import { CaptureLogger } from '../utils/capture-logger.js';
 import { DEFAULT_ID } from '../utils/ids.js';
+import { throwingGenerate, throwingValidate } from './failing-callbacks.js';
 
 const UUID = DEFAULT_ID;
 
-const throwingValidate: ContextModuleOptions<MyContext> = {
-  correlationId: { validate: (id: string) => /^[\w-]+$/.test(decodeURIComponent(id)) },
-};
-const throwingGenerate: ContextModuleOptions<MyContext> = {
-  correlationId: {
-    generate: () => {
-      throw new Error('id service down');
-    },
-  },
-};
 
 describe('a failing option callback on a message gives a fresh context, never a crash (TCP)', () => {
   const seen: (string | undefined)[] = [];

@@ -19,6 +19,7 @@ import { ContextWsModule, type ContextWsOptions } from 'nestjs-context/websocket
 import { MyContext } from '../fixtures/app-context.js';
 import { CaptureLogger } from '../utils/capture-logger.js';
 import { DEFAULT_ID } from '../utils/ids.js';
+import { throwingGenerate, throwingValidate } from './failing-callbacks.js';
 
 /** What a handler answered: its id through `currentContext` and through the app's `ContextService`. */
 interface Answer {
@@ -47,16 +48,6 @@ class IdGateway implements OnGatewayConnection {
 
 const throwingTrust: ContextModuleOptions<MyContext> = {
   trustInbound: (req: IncomingMessage) => (req.headers['x-mesh-secret'] as string).startsWith('s3cret'),
-};
-const throwingValidate: ContextModuleOptions<MyContext> = {
-  correlationId: { validate: (id: string) => /^[\w-]+$/.test(decodeURIComponent(id)) },
-};
-const throwingGenerate: ContextModuleOptions<MyContext> = {
-  correlationId: {
-    generate: () => {
-      throw new Error('id service down');
-    },
-  },
 };
 
 describe('a failing option callback on a WebSocket handshake or message gives a fresh context, never a crash', () => {
