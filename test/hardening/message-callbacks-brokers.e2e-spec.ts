@@ -20,7 +20,7 @@ import { ContextMicroservicesModule } from 'nestjs-context/microservices';
 import { CONTEXT_ENVELOPE_KEY } from '../../src/integrations/microservices/envelope.js';
 import { MyContext } from '../fixtures/app-context.js';
 import { Log } from '../entrypoints/log.js';
-import { brokers, requireBroker, uniqueName, type BrokerName } from '../utils/brokers.js';
+import { brokers, requireBroker, subscriptionsSettled, uniqueName } from '../utils/brokers.js';
 import { CaptureLogger } from '../utils/capture-logger.js';
 import { DEFAULT_ID } from '../utils/ids.js';
 import { throwingGenerate, throwingValidate } from './failing-callbacks.js';
@@ -37,7 +37,7 @@ const seen = new Log<Seen>();
 /** How one broker is reached: the server options, and a raw producer that publishes one event. */
 interface BrokerCase {
   name: string;
-  broker: BrokerName;
+  broker: 'redis' | 'nats';
   server(): MicroserviceOptions;
   /** Publishes an event `{ ref }` on `pattern`, with `headers` as the message's context metadata (none when empty). */
   publish(pattern: string, ref: string, headers: Record<string, string>): Promise<void>;
@@ -121,6 +121,7 @@ describe.each(cases)('a failing option callback on a $name message gives a fresh
     class EventsModule {}
     app = await NestFactory.createMicroservice<MicroserviceOptions>(EventsModule, { ...broker.server(), logger } as never);
     await app.listen();
+    await subscriptionsSettled(app, broker.broker);
   }
 
   /** Publishes one event and waits until its handler ran; returns what it saw. */

@@ -89,3 +89,14 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/**
+ * Resolves once the broker has taken the subscriptions a just-started NATS or Redis microservice made.
+ * Nest sends them in `listen()` without waiting for the broker, so an event published from another
+ * connection right after `listen()` can reach the broker first and be dropped (no subscriber yet).
+ * One round trip on the server's own connection settles that, since the broker answers in order.
+ */
+export async function subscriptionsSettled(app: { unwrap<T>(): T }, broker: 'nats' | 'redis'): Promise<void> {
+  if (broker === 'nats') await app.unwrap<{ flush(): Promise<void> }>().flush();
+  else await app.unwrap<[unknown, { ping(): Promise<unknown> }]>()[1].ping();
+}

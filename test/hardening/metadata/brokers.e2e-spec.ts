@@ -5,7 +5,7 @@ import { connect as natsConnect, headers as natsHeaders, type NatsConnection } f
 import amqplib from 'amqplib';
 import fc from 'fast-check';
 import mqtt from 'mqtt';
-import { brokers, requireBroker, uniqueName, type BrokerName } from '../../utils/brokers.js';
+import { brokers, requireBroker, subscriptionsSettled, uniqueName, type BrokerName } from '../../utils/brokers.js';
 import {
   assertHostile,
   candidates,
@@ -242,6 +242,7 @@ for (const spec of [natsSpec, rmqSpec, mqttSpec(5), mqttSpec(4)]) {
       await requireBroker(spec.broker);
       server = await NestFactory.createMicroservice<MicroserviceOptions>(receiverModule(prefix), { ...spec.server(prefix), logger: false } as never);
       await server.listen();
+      if (spec.broker === 'nats') await subscriptionsSettled(server, 'nats');
       await spec.open(prefix);
     }, 30_000);
 

@@ -3,7 +3,7 @@ import type { INestMicroservice } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import { Redis } from 'ioredis';
-import { brokers, freePort, requireBroker, uniqueName } from '../../utils/brokers.js';
+import { brokers, freePort, requireBroker, subscriptionsSettled, uniqueName } from '../../utils/brokers.js';
 import { hasPacketMetadata } from '../../transports/fixtures/harness.js';
 import {
   assertHostile,
@@ -115,6 +115,7 @@ for (const spec of specs) {
       const options = await spec.start();
       server = await NestFactory.createMicroservice<MicroserviceOptions>(receiverModule(prefix), { ...options, logger: false } as never);
       await server.listen();
+      if (spec.transport === 'redis') await subscriptionsSettled(server, 'redis');
     }, 30_000);
 
     afterAll(async () => {
