@@ -34,7 +34,12 @@ const NONE: readonly BaggageMember[] = Object.freeze([]);
 /** `-<flags>` of an outgoing `traceparent`, by the known flag bits (no number formatting per request). */
 const FLAG_SUFFIXES = ['-00', '-01', '-02', '-03'] as const;
 
-function partsOf(record: ContextRecord): OutboundParts {
+/**
+ * What every outgoing call of `record` carries around its fresh parent id (see {@link OutboundParts}),
+ * worked out on the first call. Callers that write the trace fields themselves (the SQL comment)
+ * read it where the record has no trace source, as {@link injectRecord} does. @internal
+ */
+export function partsOf(record: ContextRecord): OutboundParts {
   const cached = record.outbound;
   if (cached !== undefined) return cached;
   const trace = record.trace;

@@ -51,6 +51,8 @@ export class ContextRecord<T extends object = object> {
   private adopted: (() => TraceInfo | undefined) | undefined;
   /** The tracer's span this record adopted at its entry, set by the app's trace source so that it can re-enter it (`TraceSource.run`). */
   tracerSpan: object | undefined = undefined;
+  /** What `nestjs-context/sql` keeps between this record's statements (its comment around the parent id). */
+  sqlComment: object | undefined = undefined;
   /** The correlation id, once decided (see {@link correlationId}). */
   private id: string | undefined;
   /** Decides the correlation id on its first read, for a record whose id is deferred. */

@@ -71,6 +71,31 @@ describe('SqlCommenter', () => {
     expect(new Set(parents.map((p) => p.parentId)).size).toBe(50);
   });
 
+  it('follows the declared fields as they change between a request’s statements, and two commenters on one request each write their own', () => {
+    const commenter = new SqlCommenter({ fields: ['tenant', 'route'] });
+    const other = new SqlCommenter({ fields: { tenant: 'org' }, correlationIdKey: 'request' });
+    const seen = inContext(() => {
+      const context = service.get();
+      const rows: Record<string, string>[] = [];
+      for (const [tenant, route] of [['a', '/x'], ['a', '/x'], ['b', '/x'], [7, '/x'], [7, undefined], ['a', '/x']] as const) {
+        context.tenant = tenant;
+        context.route = route;
+        rows.push(commentOf(commenter.apply('SELECT 1')), commentOf(other.apply('SELECT 1')));
+      }
+      return rows;
+    });
+    const mine = seen.filter((_, i) => i % 2 === 0);
+    const theirs = seen.filter((_, i) => i % 2 === 1);
+    expect(mine.map((c) => [c.tenant, c.route])).toEqual([['a', '/x'], ['a', '/x'], ['b', '/x'], ['7', '/x'], ['7', undefined], ['a', '/x']]);
+    expect(theirs.map((c) => c.org)).toEqual(['a', 'a', 'b', '7', '7', 'a']);
+    for (const c of mine) expect(Object.keys(c).sort()).toEqual(c.route === undefined ? ['correlation_id', 'tenant', 'traceparent'] : ['correlation_id', 'route', 'tenant', 'traceparent']);
+    for (const c of theirs) expect(Object.keys(c).sort()).toEqual(['org', 'request', 'traceparent']);
+    expect(new Set(seen.map((c) => c.traceparent)).size).toBe(seen.length);
+    expect(new Set(seen.map((c) => traceOf(c.traceparent).traceId))).toEqual(new Set([TRACE_ID]));
+    // A second request reusing the commenters gets its own id, never the first one's cached comment.
+    expect(inContext(() => commentOf(commenter.apply('SELECT 1')).correlation_id, 'req-2')).toBe('req-2');
+  });
+
   it('writes declared fields only: strings, numbers, booleans, bigints; never objects, never undeclared fields or baggage', () => {
     const commenter = new SqlCommenter({ fields: ['tenant'] });
     const read = (value: unknown) =>

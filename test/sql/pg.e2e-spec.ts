@@ -293,6 +293,27 @@ describe('pg: transactions, pools, reused connections, prepared statements (expr
     }
   });
 
+  it('pool.query() waiting for a busy pool: a request’s statement keeps its own id, a statement outside any context stays unchanged', async () => {
+    const service = app.get<ContextService<SqlContext>>(ContextService);
+    const single = newPool(1);
+    try {
+      for (const caller of ['pg-queued-1', undefined]) {
+        const held = await single.connect(); // the pool's only client (patched: it came from pool.connect())
+        const queued =
+          caller === undefined
+            ? single.query<Q>(ECHO)
+            : service.run(() => single.query<Q>(ECHO), { headers: { 'x-request-id': caller }, trusted: true });
+        // The release, in another request's context, hands the client to the queued statement.
+        await service.run(async () => held.release(), { headers: { 'x-request-id': 'pg-releaser-2' }, trusted: true });
+        const text = (await queued).rows[0]!.q;
+        if (caller === undefined) expect(text).toBe(ECHO);
+        else expect(commentOf(text).correlation_id).toBe(caller);
+      }
+    } finally {
+      await single.end();
+    }
+  });
+
   it('hostile field values round-trip through the database and never break out of the comment', async () => {
     const hostile = fc.oneof(
       fc.string({ unit: 'binary', maxLength: 160 }),

@@ -1,6 +1,8 @@
 import type { CarrierSetter } from '../../propagation/carrier.js';
-import { injectRecord } from '../../propagation/inject.js';
+import { randomSpanId } from '../../propagation/ids.js';
+import { injectRecord, partsOf } from '../../propagation/inject.js';
 import { storage, type ContextRecord } from '../../record/context-record.js';
+import { traceSourceOf } from '../../record/trace-source.js';
 
 /** What to do with statements a driver prepares and caches by their text (see {@link SqlCommentOptions.prepared}). */
 export type PreparedStatementPolicy = 'skip' | 'comment';
@@ -164,6 +166,10 @@ export class SqlCommenter {
   private readonly entries: readonly Entry[];
   private readonly maxValueLength: number;
   private readonly trace: boolean;
+  /** Whether `traceparent` is written: the comment is then cached per record around its parent id. */
+  private readonly traceparent: boolean;
+  /** The entries of declared fields, whose values a cached comment is checked against. */
+  private readonly fieldEntries: readonly Entry[];
 
   /** Checks `options` once; throws a `TypeError` naming the option that cannot be used. */
   constructor(options: SqlCommentOptions = {}) {
@@ -200,6 +206,8 @@ export class SqlCommenter {
     entries.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
     this.entries = entries;
     this.trace = options.traceparent !== false || options.tracestate === true;
+    this.traceparent = options.traceparent !== false;
+    this.fieldEntries = entries.filter((entry) => entry.slot === Slot.Field);
   }
 
   /** The comment for a statement issued now (`/*…*\/`), or `''` outside any context. Never throws. */
@@ -246,9 +254,21 @@ export class SqlCommenter {
     const record = storage.getStore();
     if (record === undefined) return tags;
     try {
-      const values = new Values(record, this.trace);
+      const trace = this.trace ? collectTrace(record) : undefined;
+      let context: Record<string, unknown> | undefined;
+      let contextRead = false;
       for (const entry of this.entries) {
-        const value = values.of(entry);
+        let value: string | undefined;
+        if (entry.slot === Slot.Traceparent) value = trace?.traceparent;
+        else if (entry.slot === Slot.Tracestate) value = trace?.tracestate;
+        else if (entry.slot === Slot.CorrelationId) value = record.correlationId;
+        else {
+          if (!contextRead) {
+            contextRead = true;
+            context = readContext(record);
+          }
+          value = fieldValue(context, entry.field);
+        }
         if (value === undefined || value === '') continue;
         tags[entry.key] = entry.slot === Slot.Traceparent || entry.slot === Slot.Tracestate ? value : cut(value, this.maxValueLength).replace(LONE_SURROGATE, '\uFFFD');
       }
@@ -259,57 +279,101 @@ export class SqlCommenter {
   }
 
   private build(record: ContextRecord): string {
-    const values = new Values(record, this.trace);
+    if (!this.traceparent || traceSourceOf(record.config) !== undefined) return this.compose(record, undefined);
+    // The library's own trace (what injectRecord writes without a trace source): everything but
+    // the parent id is the same for all of a record's statements while the declared fields keep
+    // their values, so the comment is kept on the record around it.
+    const cached = record.sqlComment as CachedComment | undefined;
+    if (cached !== undefined && cached.commenter === this && this.sameFields(record, cached.fields)) return cached.head + randomSpanId() + cached.tail;
+    const parts = partsOf(record);
+    const fields: (string | undefined)[] = [];
+    // NUL cannot appear anywhere else in a comment (values and keys are encoded): it marks the parent id.
+    const marked = this.compose(record, `'${parts.prefix}\0${parts.suffix}'`, parts.tracestate === '' ? undefined : parts.tracestate, fields);
+    const at = marked.indexOf('\0');
+    const comment: CachedComment = { commenter: this, fields, head: marked.slice(0, at), tail: marked.slice(at + 1) };
+    record.sqlComment = comment;
+    return comment.head + randomSpanId() + comment.tail;
+  }
+
+  /** Whether the declared fields hold the values a cached comment was built from. */
+  private sameFields(record: ContextRecord, values: readonly (string | undefined)[]): boolean {
+    const entries = this.fieldEntries;
+    if (entries.length === 0) return true;
+    const context = readContext(record);
+    for (let i = 0; i < entries.length; i++) if (fieldValue(context, (entries[i] as Entry).field) !== values[i]) return false;
+    return true;
+  }
+
+  /**
+   * The comment, built entry by entry. `traceparent` is the quoted value to write (the trace's, or
+   * the caller's with a marker), or `undefined` to collect the trace fields through the propagation
+   * contract (the app's trace source, if any, writes them); `fields` receives the declared fields'
+   * values in order.
+   */
+  private compose(record: ContextRecord, traceparent: string | undefined, tracestate?: string, fields?: (string | undefined)[]): string {
+    if (traceparent === undefined && this.trace) {
+      const collected = collectTrace(record);
+      // A tracer's propagator writes these: encoded like any value (a valid traceparent is unchanged).
+      if (collected.traceparent !== undefined && collected.traceparent !== '') traceparent = `'${encodeCommentValue(collected.traceparent, Infinity)}'`;
+      tracestate = collected.tracestate;
+    }
+    let context: Record<string, unknown> | undefined;
+    let contextRead = false;
     let out = '';
     const max = this.maxValueLength;
     for (const entry of this.entries) {
-      const value = values.of(entry);
-      if (value === undefined || value === '') continue;
-      if (value !== entry.lastRaw) {
-        // The trace fields are bounded by the trace options and never cut (a cut one would be malformed).
-        entry.lastQuoted = `${entry.prefix}'${entry.slot === Slot.Traceparent ? value : encodeCommentValue(value, entry.slot === Slot.Tracestate ? Infinity : max)}'`;
-        entry.lastRaw = value;
+      let quoted: string;
+      if (entry.slot === Slot.Traceparent) {
+        if (traceparent === undefined) continue;
+        quoted = entry.prefix + traceparent;
+      } else {
+        let value: string | undefined;
+        if (entry.slot === Slot.CorrelationId) value = record.correlationId;
+        else if (entry.slot === Slot.Tracestate) value = tracestate;
+        else {
+          if (!contextRead) {
+            contextRead = true;
+            context = readContext(record);
+          }
+          value = fieldValue(context, entry.field);
+          fields?.push(value);
+        }
+        if (value === undefined || value === '') continue;
+        if (value !== entry.lastRaw) {
+          // tracestate is bounded by the trace options and never cut (a cut one would be malformed).
+          entry.lastQuoted = `${entry.prefix}'${encodeCommentValue(value, entry.slot === Slot.Tracestate ? Infinity : max)}'`;
+          entry.lastRaw = value;
+        }
+        quoted = entry.lastQuoted;
       }
-      out = out === '' ? `/*${entry.lastQuoted}` : `${out},${entry.lastQuoted}`;
+      out = out === '' ? `/*${quoted}` : `${out},${quoted}`;
     }
     return out === '' ? '' : `${out}*/`;
   }
 }
 
-/** The values of one statement's entries: trace fields collected once through the propagation setter, the context read once. */
-class Values {
-  private readonly collected: Collected | undefined;
-  private context: Record<string, unknown> | undefined;
-  private contextRead = false;
+/** A record's comment around its parent id, kept on the record (`ContextRecord.sqlComment`) by the commenter that built it. */
+interface CachedComment {
+  readonly commenter: SqlCommenter;
+  /** The declared fields' values it was built from, in order. */
+  readonly fields: readonly (string | undefined)[];
+  /** Up to the parent id: `/*…traceparent='00-<trace-id>-`. */
+  readonly head: string;
+  /** After the parent id: `-<flags>'…*\/`. */
+  readonly tail: string;
+}
 
-  constructor(
-    private readonly record: ContextRecord,
-    trace: boolean,
-  ) {
-    if (trace) {
-      this.collected = { traceparent: undefined, tracestate: undefined };
-      injectRecord(record, this.collected, collector);
-    }
-  }
+/** The trace fields of a statement issued now, through the propagation contract (the app's trace source, if any, writes them). */
+function collectTrace(record: ContextRecord): Collected {
+  const collected: Collected = { traceparent: undefined, tracestate: undefined };
+  injectRecord(record, collected, collector);
+  return collected;
+}
 
-  of(entry: Entry): string | undefined {
-    switch (entry.slot) {
-      case Slot.Traceparent:
-        return this.collected?.traceparent;
-      case Slot.Tracestate:
-        return this.collected?.tracestate;
-      case Slot.CorrelationId:
-        return this.record.correlationId;
-      default: {
-        if (!this.contextRead) {
-          this.contextRead = true;
-          this.context = readContext(this.record);
-        }
-        const raw = this.context?.[entry.field];
-        return typeof raw === 'string' ? raw : typeof raw === 'number' || typeof raw === 'boolean' || typeof raw === 'bigint' ? String(raw) : undefined;
-      }
-    }
-  }
+/** A declared field's value as written: strings as they are, numbers, booleans and bigints as text; anything else is left out. */
+function fieldValue(context: Record<string, unknown> | undefined, field: string): string | undefined {
+  const raw = context?.[field];
+  return typeof raw === 'string' ? raw : typeof raw === 'number' || typeof raw === 'boolean' || typeof raw === 'bigint' ? String(raw) : undefined;
 }
 
 /** The user's context object (built now if it was not yet), or `undefined` when building it fails. */

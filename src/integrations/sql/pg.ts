@@ -36,13 +36,46 @@ function commentQueryArgument(commenter: SqlCommenter, arg: unknown): unknown {
   return Object.assign(Object.create(Object.getPrototypeOf(arg) as object | null) as object, arg, { text });
 }
 
+type Query = (this: unknown, ...args: unknown[]) => unknown;
+
+/**
+ * Calls `fn` with the arguments a wrapper received, `first` in place of the first one: pg's
+ * `query` and `connect` take at most three, and a fixed arity spares an array per statement.
+ */
+function forward(fn: Query, self: unknown, count: number, first: unknown, second: unknown, third: unknown): unknown {
+  return count === 0 ? fn.call(self) : count === 1 ? fn.call(self, first) : count === 2 ? fn.call(self, first, second) : fn.call(self, first, second, third);
+}
+
 function patchQuery(target: PgClientLike & Patched, commenter: SqlCommenter): void {
   if (target[PATCHED] !== undefined) return;
-  const original = target.query;
+  const original = target.query as Query;
   Object.defineProperty(target, PATCHED, { value: commenter, configurable: true });
-  target.query = function commentedQuery(this: unknown, ...args: unknown[]) {
-    if (args.length > 0) args[0] = commentQueryArgument(commenter, args[0]);
-    return (original as (...a: unknown[]) => unknown).apply(this, args);
+  target.query = function commentedQuery(this: unknown, text?: unknown, values?: unknown, callback?: unknown) {
+    return forward(original, this, arguments.length, commentQueryArgument(commenter, text), values, callback);
+  };
+}
+
+/**
+ * Set while a patched `pool.query()` whose statement got its comment calls pg's, which calls
+ * `pool.connect(callback)` at once: that callback runs the statement, already commented (the
+ * client leaves it as it is), so it needs no binding to the caller's context.
+ */
+let commentedPoolQuery = false;
+
+function patchPoolQuery(pool: PgPoolLike & Patched, commenter: SqlCommenter): void {
+  const original = pool.query as Query;
+  Object.defineProperty(pool, PATCHED, { value: commenter, configurable: true });
+  pool.query = function commentedQuery(this: unknown, text?: unknown, values?: unknown, callback?: unknown) {
+    const first = commentQueryArgument(commenter, text);
+    // Unchanged (outside a context, named, already commented): pool.connect binds its callback, so
+    // the client checks the statement in the caller's context, never in the one pg calls back in.
+    if (first === text) return forward(original, this, arguments.length, text, values, callback);
+    commentedPoolQuery = true;
+    try {
+      return forward(original, this, arguments.length, first, values, callback);
+    } finally {
+      commentedPoolQuery = false;
+    }
   };
 }
 
@@ -67,26 +100,31 @@ export function commentPg<T extends PgClientLike>(target: T, options?: SqlCommen
   }
   const commenter = toCommenter(options);
   if ((target as Patched)[PATCHED] !== undefined) return target;
-  patchQuery(target, commenter);
-  if (isPool(target)) {
-    const pool = target as PgPoolLike;
-    const connect = pool.connect as (...a: unknown[]) => unknown;
-    pool.connect = function commentedConnect(this: unknown, ...args: unknown[]) {
-      const callback = args[0];
-      if (typeof callback === 'function') {
-        const bound = bindToCaller((error: unknown, client: PgClientLike | undefined, release: unknown) => {
-          if (client !== undefined && client !== null) patchQuery(client, commenter);
-          return (callback as (...a: unknown[]) => unknown)(error, client, release);
-        });
-        return connect.call(this, bound);
-      }
-      const result = connect.apply(this, args);
-      if (result === null || typeof result !== 'object' || typeof (result as PromiseLike<unknown>).then !== 'function') return result;
-      return (result as PromiseLike<PgClientLike>).then((client) => {
-        patchQuery(client, commenter);
-        return client;
-      });
-    };
+  if (!isPool(target)) {
+    patchQuery(target, commenter);
+    return target;
   }
+  const pool = target as PgPoolLike & Patched;
+  patchPoolQuery(pool, commenter);
+  const connect = pool.connect as Query;
+  pool.connect = function commentedConnect(this: unknown, callback?: unknown) {
+    if (typeof callback === 'function') {
+      if (commentedPoolQuery) {
+        commentedPoolQuery = false;
+        return connect.call(this, callback);
+      }
+      const bound = bindToCaller((error: unknown, client: PgClientLike | undefined, release: unknown) => {
+        if (client !== undefined && client !== null) patchQuery(client, commenter);
+        return (callback as (...a: unknown[]) => unknown)(error, client, release);
+      });
+      return connect.call(this, bound);
+    }
+    const result = forward(connect, this, arguments.length, callback, undefined, undefined);
+    if (result === null || typeof result !== 'object' || typeof (result as PromiseLike<unknown>).then !== 'function') return result;
+    return (result as PromiseLike<PgClientLike>).then((client) => {
+      patchQuery(client, commenter);
+      return client;
+    });
+  };
   return target;
 }
