@@ -211,6 +211,24 @@ describe('mysql2: transactions, pools, prepared statements (express)', () => {
     expect(results.filter(({ id, text }) => commentOf(text).correlation_id !== id)).toEqual([]);
   });
 
+  it('pool.query() waiting for a busy pool: a request’s statement keeps its own id, a statement outside any context stays unchanged', async () => {
+    const service = app.get<ContextService<SqlContext>>(ContextService);
+    const single = commentMysql2(mysqlPromise.createPool({ ...MARIA, connectionLimit: 1 }), OPTIONS);
+    try {
+      for (const caller of ['my-queued-1', undefined]) {
+        const held = await single.getConnection(); // the pool's only connection (patched: it came from getConnection())
+        const queued = caller === undefined ? single.query(ECHO) : service.run(() => single.query(ECHO), { headers: { 'x-request-id': caller }, trusted: true });
+        // The release, in another request's context, hands the connection to the queued statement.
+        await service.run(async () => held.release(), { headers: { 'x-request-id': 'my-releaser-2' }, trusted: true });
+        const text = first((await queued)[0]);
+        if (caller === undefined) expect(text).toBe(ECHO);
+        else expect(commentOf(text).correlation_id).toBe(caller);
+      }
+    } finally {
+      await single.end();
+    }
+  });
+
   it('hostile field values round-trip through the database and never break out of the comment', async () => {
     const hostile = fc.oneof(
       fc.string({ unit: 'binary', maxLength: 160 }),

@@ -38,12 +38,28 @@ function commentArgument(commenter: SqlCommenter, arg: unknown): unknown {
   return { ...(arg as object), sql };
 }
 
+/**
+ * Set while a pool's wrapped `query()`/`execute()` whose statement got its comment calls mysql2's,
+ * which calls `getConnection(callback)` at once: that callback runs the statement, already commented
+ * (the connection leaves it as it is), so it needs no binding to the caller's context.
+ */
+let commentedPoolCall = false;
+
 function wrapMethod(core: Core, name: 'query' | 'execute', commenter: SqlCommenter): void {
   const original = core[name];
   if (typeof original !== 'function') return;
-  core[name] = function commented(this: unknown, ...args: unknown[]) {
-    if (args.length > 0) args[0] = commentArgument(commenter, args[0]);
-    return original.apply(this, args);
+  const pool = typeof core.getConnection === 'function';
+  // mysql2's query/execute take at most three arguments: a fixed arity spares an array per statement.
+  core[name] = function commented(this: unknown, sql?: unknown, values?: unknown, callback?: unknown) {
+    const first = commentArgument(commenter, sql);
+    const count = arguments.length;
+    if (!pool || first === sql) return count < 2 ? original.call(this, first) : count === 2 ? original.call(this, first, values) : original.call(this, first, values, callback);
+    commentedPoolCall = true;
+    try {
+      return count < 2 ? original.call(this, first) : count === 2 ? original.call(this, first, values) : original.call(this, first, values, callback);
+    } finally {
+      commentedPoolCall = false;
+    }
   };
 }
 
@@ -57,6 +73,10 @@ function patchCore(core: Core & Patched, commenter: SqlCommenter): void {
   core.getConnection = function commentedGetConnection(this: unknown, ...args: unknown[]) {
     const callback = args[0];
     if (typeof callback !== 'function') return getConnection.apply(this, args);
+    if (commentedPoolCall) {
+      commentedPoolCall = false;
+      return getConnection.call(this, callback);
+    }
     return getConnection.call(
       this,
       bindToCaller((error: unknown, connection: (Core & Patched) | undefined) => {
@@ -67,7 +87,6 @@ function patchCore(core: Core & Patched, commenter: SqlCommenter): void {
   };
 }
 
-/** The callback object behind a `mysql2/promise` pool or connection, or `target` itself. */
 function coreOf(target: object): Core & Patched {
   const wrapped = target as { pool?: unknown; connection?: unknown };
   for (const inner of [wrapped.pool, wrapped.connection]) {
