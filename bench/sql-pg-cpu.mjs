@@ -9,35 +9,13 @@
 // 127.0.0.1:5432 (user postgres, database test; PGHOST/PGPORT/PGUSER/PGDATABASE override).
 // SQL_CPU_CONTROL=1 makes the second pool plain too: the noise floor of the method.
 // Usage: node bench/sql-pg-cpu.mjs [N per round] [rounds] [warm-up statements]
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { sqlPgFixture } from './sql-pg-fixture.mjs';
 
-const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const build = path.join(root, '.bench', 'build', 'src');
 const n = Number(process.argv[2] ?? 5000);
 const rounds = Number(process.argv[3] ?? 20);
 const warm = Number(process.argv[4] ?? 20000);
 
-await import('reflect-metadata');
-const { default: pg } = await import('pg');
-const { ContextHost } = await import(path.join(build, 'runtime', 'context-host.js'));
-const { storage } = await import(path.join(build, 'record', 'context-record.js'));
-const { commentPg } = await import(path.join(build, 'integrations', 'sql', 'pg.js'));
-class Ctx {
-  constructor(init) {
-    this.correlationId = init.correlationId;
-  }
-}
-const host = new ContextHost(Ctx, {});
-const headers = { 'x-request-id': 'b6a1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d', traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' };
-const record = host.forHttp({ headers }, { setHeader() {}, headersSent: false });
-const config = {
-  host: process.env.PGHOST ?? '127.0.0.1',
-  port: Number(process.env.PGPORT ?? 5432),
-  user: process.env.PGUSER ?? 'postgres',
-  database: process.env.PGDATABASE ?? 'test',
-  max: 1,
-};
+const { pg, commentPg, storage, record, config } = await sqlPgFixture();
 const pools = { plain: new pg.Pool(config), comment: process.env.SQL_CPU_CONTROL === '1' ? new pg.Pool(config) : commentPg(new pg.Pool(config)) };
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);

@@ -11,32 +11,13 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { sqlPgFixture } from './sql-pg-fixture.mjs';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const build = path.join(root, '.bench', 'build', 'src');
 
 if (process.argv[2] === '--child') {
   const [, , , variant, count] = process.argv;
-  await import('reflect-metadata');
-  const { default: pg } = await import('pg');
-  const { ContextHost } = await import(path.join(build, 'runtime', 'context-host.js'));
-  const { storage } = await import(path.join(build, 'record', 'context-record.js'));
-  const { commentPg } = await import(path.join(build, 'integrations', 'sql', 'pg.js'));
-  class Ctx {
-    constructor(init) {
-      this.correlationId = init.correlationId;
-    }
-  }
-  const host = new ContextHost(Ctx, {});
-  const headers = { 'x-request-id': 'b6a1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d', traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' };
-  const record = host.forHttp({ headers }, { setHeader() {}, headersSent: false });
-  const config = {
-    host: process.env.PGHOST ?? '127.0.0.1',
-    port: Number(process.env.PGPORT ?? 5432),
-    user: process.env.PGUSER ?? 'postgres',
-    database: process.env.PGDATABASE ?? 'test',
-    max: 1,
-  };
+  const { pg, commentPg, storage, record, config } = await sqlPgFixture();
   const plain = new pg.Pool(config);
   const pool = variant === 'comment' ? commentPg(plain) : plain;
   await pool.query('SELECT 1'); // the connection, opened outside the counted statements
