@@ -87,6 +87,7 @@ function patchCore(core: Core & Patched, commenter: SqlCommenter): void {
   };
 }
 
+/** The callback object behind a `mysql2/promise` pool or connection, or `target` itself. */
 function coreOf(target: object): Core & Patched {
   const wrapped = target as { pool?: unknown; connection?: unknown };
   for (const inner of [wrapped.pool, wrapped.connection]) {
