@@ -8,11 +8,12 @@
 import 'reflect-metadata';
 import { Controller, Get, Inject, Module, type INestApplication } from '@nestjs/common';
 import { ExpressAdapter } from '@nestjs/platform-express';
-import { SpanKind, context as otelContext, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { SpanKind, context as otelContext, propagation, ROOT_CONTEXT, trace, type TextMapPropagator } from '@opentelemetry/api';
+import { CompositePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import pg from 'pg';
 import { ContextModule, ContextService } from '../../src/index.js';
-import { ContextOpenTelemetryModule } from '../../src/integrations/opentelemetry/index.js';
+import { ContextOpenTelemetryModule, ContextPropagator } from '../../src/integrations/opentelemetry/index.js';
 import { commentPg } from '../../src/integrations/sql/index.js';
 import { requireBroker } from '../utils/brokers.js';
 import { bootApp } from '../utils/platforms.js';
@@ -116,4 +117,29 @@ describe('OpenTelemetry SDK + nestjs-context/sql: the comment carries OTel’s t
       expect(answer.spanless.match(/traceparent=/g)).toHaveLength(1);
     });
   }
+
+  it('a traceparent the tracer’s propagator writes is encoded like any value: nothing in it leaves the comment', async () => {
+    const hostile = "00-x'*/; DROP TABLE t; --\n/*-01";
+    const evil: TextMapPropagator = {
+      inject: (_ctx, carrier, setter) => setter.set(carrier, 'traceparent', hostile),
+      extract: (ctx) => ctx,
+      fields: () => ['traceparent'],
+    };
+    propagation.disable();
+    propagation.setGlobalPropagator(evil);
+    try {
+      const res = await fetch(url + '/otel-sql', { headers: { [OUTSIDE]: '1', 'x-request-id': 'otel-sql-evil' } });
+      expect(res.status).toBe(200);
+      const answer = (await res.json()) as Answer;
+      for (const text of [answer.direct, answer.inner]) {
+        expect(text.startsWith(`${ECHO} /*`)).toBe(true);
+        const comment = commentOf(text); // only key='value' pairs over the encoded alphabet, or it throws
+        expect(comment.traceparent).toBe(hostile);
+        expect(comment.correlation_id).toBe('otel-sql-evil');
+      }
+    } finally {
+      propagation.disable();
+      propagation.setGlobalPropagator(new CompositePropagator({ propagators: [new W3CTraceContextPropagator(), new ContextPropagator()] }));
+    }
+  });
 });

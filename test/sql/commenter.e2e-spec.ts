@@ -4,6 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import fc from 'fast-check';
 import { ContextModule, ContextService, type ContextInit } from '../../src/index.js';
 import { prismaSqlCommenter, SqlCommenter } from '../../src/integrations/sql/index.js';
+import { storage } from '../../src/record/context-record.js';
 import { commentOf, expectedValue, INBOUND_TRACEPARENT, TRACE_ID, traceOf } from './helpers.js';
 
 /** The comment itself, without a database: format, encoding, options, and what is never written. */
@@ -94,6 +95,27 @@ describe('SqlCommenter', () => {
     expect(new Set(seen.map((c) => traceOf(c.traceparent).traceId))).toEqual(new Set([TRACE_ID]));
     // A second request reusing the commenters gets its own id, never the first one's cached comment.
     expect(inContext(() => commentOf(commenter.apply('SELECT 1')).correlation_id, 'req-2')).toBe('req-2');
+  });
+
+  it('keeps one comment per request while the declared fields keep their values, and builds a new one when one changes', () => {
+    const commenter = new SqlCommenter({ fields: ['tenant', 'route'] });
+    const kept = inContext(() => {
+      const context = service.get();
+      context.tenant = 'a';
+      context.route = '/x';
+      const slot = () => storage.getStore()?.sqlComment;
+      const texts = [commenter.apply('SELECT 1')];
+      const first = slot();
+      texts.push(commenter.apply('SELECT 2'));
+      const same = slot() === first;
+      context.route = '/y';
+      texts.push(commenter.apply('SELECT 3'));
+      return { first, same, rebuilt: slot() !== first && slot() !== undefined, texts };
+    });
+    expect(kept.first).toBeDefined();
+    expect(kept.same).toBe(true);
+    expect(kept.rebuilt).toBe(true);
+    expect(kept.texts.map((t) => commentOf(t).route)).toEqual(['/x', '/x', '/y']);
   });
 
   it('writes declared fields only: strings, numbers, booleans, bigints; never objects, never undeclared fields or baggage', () => {

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Body, Controller, Get, Headers, Inject, Module, Post, Query, type INestApplication } from '@nestjs/common';
 import fc from 'fast-check';
 import mysql from 'mysql2';
@@ -215,14 +216,27 @@ describe('mysql2: transactions, pools, prepared statements (express)', () => {
     const service = app.get<ContextService<SqlContext>>(ContextService);
     const single = commentMysql2(mysqlPromise.createPool({ ...MARIA, connectionLimit: 1 }), OPTIONS);
     try {
+      // Another AsyncLocalStorage (a tracer's, say): where mysql2 runs the queued statement, it must see the caller's store too.
+      const other = new AsyncLocalStorage<string>();
       for (const caller of ['my-queued-1', undefined]) {
         const held = await single.getConnection(); // the pool's only connection (patched: it came from getConnection())
-        const queued = caller === undefined ? single.query(ECHO) : service.run(() => single.query(ECHO), { headers: { 'x-request-id': caller }, trusted: true });
+        const inner = held.connection as unknown as { query: (...a: unknown[]) => unknown };
+        const seen: (string | undefined)[] = [];
+        const query = inner.query;
+        inner.query = function (this: unknown, ...args: unknown[]) {
+          seen.push(other.getStore());
+          return query.apply(this, args);
+        };
+        const queued = other.run(`caller:${caller}`, () =>
+          caller === undefined ? single.query(ECHO) : service.run(() => single.query(ECHO), { headers: { 'x-request-id': caller }, trusted: true }),
+        );
         // The release, in another request's context, hands the connection to the queued statement.
-        await service.run(async () => held.release(), { headers: { 'x-request-id': 'my-releaser-2' }, trusted: true });
+        await other.run('releaser', () => service.run(async () => held.release(), { headers: { 'x-request-id': 'my-releaser-2' }, trusted: true }));
         const text = first((await queued)[0]);
+        inner.query = query;
         if (caller === undefined) expect(text).toBe(ECHO);
         else expect(commentOf(text).correlation_id).toBe(caller);
+        expect(seen).toEqual([`caller:${caller}`]);
       }
     } finally {
       await single.end();

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Body, Controller, Get, Headers, Inject, Module, Post, Query, type INestApplication } from '@nestjs/common';
 import fc from 'fast-check';
 import pg from 'pg';
@@ -297,17 +298,28 @@ describe('pg: transactions, pools, reused connections, prepared statements (expr
     const service = app.get<ContextService<SqlContext>>(ContextService);
     const single = newPool(1);
     try {
+      // Another AsyncLocalStorage (a tracer's, say): where pg runs the queued statement, it must see the caller's store too.
+      const other = new AsyncLocalStorage<string>();
       for (const caller of ['pg-queued-1', undefined]) {
         const held = await single.connect(); // the pool's only client (patched: it came from pool.connect())
-        const queued =
+        const seen: (string | undefined)[] = [];
+        const query = held.query;
+        held.query = function (this: pg.PoolClient, ...args: unknown[]) {
+          seen.push(other.getStore());
+          return (query as (...a: unknown[]) => unknown).apply(this, args);
+        } as typeof held.query;
+        const queued = other.run(`caller:${caller}`, () =>
           caller === undefined
             ? single.query<Q>(ECHO)
-            : service.run(() => single.query<Q>(ECHO), { headers: { 'x-request-id': caller }, trusted: true });
+            : service.run(() => single.query<Q>(ECHO), { headers: { 'x-request-id': caller }, trusted: true }),
+        );
         // The release, in another request's context, hands the client to the queued statement.
-        await service.run(async () => held.release(), { headers: { 'x-request-id': 'pg-releaser-2' }, trusted: true });
+        await other.run('releaser', () => service.run(async () => held.release(), { headers: { 'x-request-id': 'pg-releaser-2' }, trusted: true }));
         const text = (await queued).rows[0]!.q;
+        held.query = query;
         if (caller === undefined) expect(text).toBe(ECHO);
         else expect(commentOf(text).correlation_id).toBe(caller);
+        expect(seen).toEqual([`caller:${caller}`]);
       }
     } finally {
       await single.end();

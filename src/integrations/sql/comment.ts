@@ -18,8 +18,9 @@ export interface SqlCommentOptions {
   fields?: readonly string[] | Readonly<Record<string, string>>;
   /**
    * Add `traceparent`: the current trace id with a fresh parent id for every statement, as an
-   * outbound HTTP call gets. It makes every statement's text unique; set `false` where statement
-   * text must repeat (see {@link prepared}). Default: `true`.
+   * outbound HTTP call gets (with an app's trace source, e.g. the OpenTelemetry interop, and a span
+   * active, the tracer writes it: the active span is the parent). It makes statement text differ
+   * per statement; set `false` where statement text must repeat (see {@link prepared}). Default: `true`.
    */
   traceparent?: boolean;
   /** Add the trace's `tracestate` (vendor data from the inbound trace context), when there is one. Default: `false`. */

@@ -40,10 +40,34 @@ function commentArgument(commenter: SqlCommenter, arg: unknown): unknown {
 
 /**
  * Set while a pool's wrapped `query()`/`execute()` whose statement got its comment calls mysql2's,
- * which calls `getConnection(callback)` at once: that callback runs the statement, already commented
- * (the connection leaves it as it is), so it needs no binding to the caller's context.
+ * which calls `getConnection(callback)` at once, on a pool that hands out a connection in the
+ * caller's own context (see {@link servesAtOnce}): that callback then needs no binding to it.
  */
 let commentedPoolCall = false;
+
+/** What mysql2's pool keeps (internal fields, read defensively). */
+interface PoolState {
+  readonly _freeConnections?: { readonly length?: unknown };
+  readonly _allConnections?: { readonly length?: unknown };
+  readonly _connectionQueue?: { readonly length?: unknown };
+  readonly config?: { readonly connectionLimit?: unknown };
+}
+
+/**
+ * Whether mysql2's pool calls a `getConnection(callback)` made now back in the caller's own async
+ * context: no one queued before it, and a connection is free or there is room for a new one. A
+ * queued caller is called back by the release of another request's connection, in that request's
+ * context, so the callback is bound then. A pool whose fields are not there is treated as one that
+ * may queue.
+ */
+function servesAtOnce(pool: PoolState): boolean {
+  if (pool._connectionQueue?.length !== 0) return false;
+  const free = pool._freeConnections?.length;
+  if (typeof free === 'number' && free > 0) return true;
+  const all = pool._allConnections?.length;
+  const limit = pool.config?.connectionLimit;
+  return typeof all === 'number' && typeof limit === 'number' && (limit === 0 || all < limit);
+}
 
 function wrapMethod(core: Core, name: 'query' | 'execute', commenter: SqlCommenter): void {
   const original = core[name];
@@ -53,7 +77,7 @@ function wrapMethod(core: Core, name: 'query' | 'execute', commenter: SqlComment
   core[name] = function commented(this: unknown, sql?: unknown, values?: unknown, callback?: unknown) {
     const first = commentArgument(commenter, sql);
     const count = arguments.length;
-    if (!pool || first === sql) return count < 2 ? original.call(this, first) : count === 2 ? original.call(this, first, values) : original.call(this, first, values, callback);
+    if (!pool || first === sql || !servesAtOnce(core as PoolState)) return count < 2 ? original.call(this, first) : count === 2 ? original.call(this, first, values) : original.call(this, first, values, callback);
     commentedPoolCall = true;
     try {
       return count < 2 ? original.call(this, first) : count === 2 ? original.call(this, first, values) : original.call(this, first, values, callback);

@@ -57,19 +57,44 @@ function patchQuery(target: PgClientLike & Patched, commenter: SqlCommenter): vo
 
 /**
  * Set while a patched `pool.query()` whose statement got its comment calls pg's, which calls
- * `pool.connect(callback)` at once: that callback runs the statement, already commented (the
- * client leaves it as it is), so it needs no binding to the caller's context.
+ * `pool.connect(callback)` at once, on a pool that hands out a client in the caller's own context
+ * (see {@link servesAtOnce}): that callback then needs no binding to it.
  */
 let commentedPoolQuery = false;
+
+/** The counters of a pg-pool `Pool` (public getters) and its `max`. */
+interface PoolState {
+  readonly waitingCount?: unknown;
+  readonly idleCount?: unknown;
+  readonly totalCount?: unknown;
+  readonly options?: { readonly max?: unknown };
+}
+
+/**
+ * Whether pg-pool calls a `connect(callback)` made now back in the caller's own async context: no
+ * one waits before it, and a client is idle or there is room for a new one. A caller that has to
+ * wait is called back by the release of another request's client, in that request's context, so
+ * the callback is bound then: every AsyncLocalStorage (a tracer's too) sees the caller's. A pool
+ * without these counters is treated as one that may make callers wait.
+ */
+function servesAtOnce(pool: PoolState): boolean {
+  if (pool.waitingCount !== 0) return false;
+  const idle = pool.idleCount;
+  if (typeof idle === 'number' && idle > 0) return true;
+  const total = pool.totalCount;
+  const max = pool.options?.max;
+  return typeof total === 'number' && typeof max === 'number' && total < max;
+}
 
 function patchPoolQuery(pool: PgPoolLike & Patched, commenter: SqlCommenter): void {
   const original = pool.query as Query;
   Object.defineProperty(pool, PATCHED, { value: commenter, configurable: true });
   pool.query = function commentedQuery(this: unknown, text?: unknown, values?: unknown, callback?: unknown) {
     const first = commentQueryArgument(commenter, text);
-    // Unchanged (outside a context, named, already commented): pool.connect binds its callback, so
-    // the client checks the statement in the caller's context, never in the one pg calls back in.
-    if (first === text) return forward(original, this, arguments.length, text, values, callback);
+    // Unchanged (outside a context, named, already commented, a submittable commented in place), or
+    // a pool that makes the caller wait: pool.connect binds its callback, so the client runs the
+    // statement in the caller's context, never in the one a release calls back in.
+    if (first === text || !servesAtOnce(pool as PoolState)) return forward(original, this, arguments.length, first, values, callback);
     commentedPoolQuery = true;
     try {
       return forward(original, this, arguments.length, first, values, callback);
