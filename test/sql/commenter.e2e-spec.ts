@@ -65,6 +65,31 @@ describe('SqlCommenter', () => {
     });
   });
 
+  it('remembering the last statement without a comment never changes what a statement gets', () => {
+    // apply() skips the search for a comment when the statement is the last one it found without:
+    // any sequence of texts (repeated, rebuilt equal, commented, longer than what it remembers)
+    // comes out as if each were looked at afresh.
+    const commenter = new SqlCommenter({ traceparent: false });
+    const long = `SELECT '${'x'.repeat(5000)}'`;
+    const texts = ['SELECT 1', 'SELECT 1 /* mine */', 'SELECT 1 -- mine', 'SELECT 2', long, `${long} /* mine */`, `${long}--`, 'SELECT 1;'];
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.nat(texts.length - 1), fc.boolean()), { maxLength: 30 }), (picks) => {
+        inContext(() => {
+          for (const [index, rebuilt] of picks) {
+            const text = texts[index] as string;
+            // The same string object, or an equal one built anew.
+            const sql = rebuilt ? text.split('').join('') : text;
+            const commented = !sql.includes('/*') && !sql.includes('--');
+            const end = sql.endsWith(';') ? sql.length - 1 : sql.length;
+            expect(commenter.apply(sql)).toBe(commented ? `${sql.slice(0, end)} /*correlation_id='req-1'*/${sql.slice(end)}` : sql);
+          }
+        });
+        // Outside a context nothing is written, whatever was remembered inside one.
+        for (const text of texts) expect(commenter.apply(text)).toBe(text);
+      }),
+    );
+  });
+
   it('a fresh parent id per statement, the trace id of the request', () => {
     const commenter = new SqlCommenter();
     const parents = inContext(() => Array.from({ length: 50 }, () => traceOf(commentOf(commenter.apply('SELECT 1')).traceparent)));

@@ -48,6 +48,8 @@ export interface SqlCommentOptions {
 const DEFAULT_MAX_VALUE_LENGTH = 128;
 /** Longest key. */
 const MAX_KEY_LENGTH = 64;
+/** Longest statement text {@link SqlCommenter} remembers as having no comment (a longer one is searched every time). */
+const MAX_REMEMBERED = 4096;
 /** Characters left as they are: everything else is percent-encoded (RFC 3986 unreserved). */
 const UNRESERVED = /^[A-Za-z0-9_.~-]*$/;
 /** What `encodeURIComponent` leaves that can mean something in SQL or in a comment (`*`, `'`, MySQL's `/*!`). */
@@ -171,6 +173,8 @@ export class SqlCommenter {
   private readonly traceparent: boolean;
   /** The entries of declared fields, whose values a cached comment is checked against. */
   private readonly fieldEntries: readonly Entry[];
+  /** The last statement {@link apply} found without a comment (short ones only: it is held until the next). */
+  private lastPlain: string | undefined = undefined;
 
   /** Checks `options` once; throws a `TypeError` naming the option that cannot be used. */
   constructor(options: SqlCommentOptions = {}) {
@@ -225,7 +229,13 @@ export class SqlCommenter {
   apply(sql: string): string {
     if (typeof sql !== 'string' || sql.length === 0) return sql;
     const record = storage.getStore();
-    if (record === undefined || hasComment(sql)) return sql;
+    if (record === undefined) return sql;
+    // Most statements repeat a text the code holds (the same string, often the same object): the
+    // last one found without a comment is not searched again.
+    if (sql !== this.lastPlain) {
+      if (hasComment(sql)) return sql;
+      if (sql.length <= MAX_REMEMBERED) this.lastPlain = sql;
+    }
     const comment = this.safeBuild(record);
     if (comment === '') return sql;
     let end = sql.length;
