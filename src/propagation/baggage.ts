@@ -285,6 +285,23 @@ export function parseBaggage(value: string | readonly string[] | undefined, limi
   return state.out;
 }
 
+/** The last header {@link parseBaggageOnce} parsed, and its members. */
+let lastHeader: string | undefined;
+let lastMembers: readonly BaggageMember[] = Object.freeze([]);
+
+/**
+ * {@link parseBaggage} of one header field under the default limits, frozen, and remembered for the
+ * last header parsed: an inbound `baggage` that OTel's extraction (`ContextPropagator`) and the
+ * request's record both read is parsed once (the same string, usually the same object). @internal
+ */
+export function parseBaggageOnce(header: string): readonly BaggageMember[] {
+  if (header === lastHeader) return lastMembers;
+  const members = Object.freeze(parseBaggage(header));
+  lastHeader = header;
+  lastMembers = members;
+  return members;
+}
+
 /**
  * Whether `value` is a `baggage` header that {@link parseBaggage} and then {@link formatBaggage}
  * (both within `limits` and the defaults) would give back unchanged: `key=value` members joined by

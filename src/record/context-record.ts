@@ -6,7 +6,7 @@ import { ContextCreationError } from '../errors.js';
 import type { ResolvedContextOptions } from '../runtime/options.js';
 import type { ContextInit, ContextSource } from '../interfaces/context-init.interface.js';
 import type { BaggageMember, TraceInfo } from '../interfaces/trace-info.interface.js';
-import { parseBaggage } from '../propagation/baggage.js';
+import { parseBaggage, parseBaggageOnce } from '../propagation/baggage.js';
 import type { Carrier } from '../propagation/carrier.js';
 import type { OutboundParts } from '../propagation/inject.js';
 import { randomSpanId, randomTraceId } from '../propagation/ids.js';
@@ -166,7 +166,7 @@ export class ContextRecord<T extends object = object> {
     if (this.members !== undefined) return this.members;
     const header = this.baggageCarrier?.baggage;
     this.baggageCarrier = undefined;
-    return (this.members = header === undefined ? NO_MEMBERS : Object.freeze(parseBaggage(header)));
+    return (this.members = header === undefined ? NO_MEMBERS : typeof header === 'string' ? parseBaggageOnce(header) : Object.freeze(parseBaggage(header)));
   }
 
   private readTrace(): TraceInfo {

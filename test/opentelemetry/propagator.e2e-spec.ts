@@ -9,6 +9,7 @@ import { ContextModule, ContextService, type ContextInit } from '../../src/index
 import { ContextOpenTelemetryModule, ContextPropagator, extractedCorrelationId } from '../../src/integrations/opentelemetry/index.js';
 import { propagateContext } from '../../src/integrations/fetch/index.js';
 import { ContextHost } from '../../src/runtime/context-host.js';
+import { parseBaggage } from '../../src/propagation/baggage.js';
 import { traceSourceOf } from '../../src/record/trace-source.js';
 import { startOtel, type OtelSdk } from './otel-sdk.js';
 
@@ -30,6 +31,27 @@ describe('ContextPropagator', () => {
     expect(bag.getEntry('user.id')?.value).toBe('u 1');
     expect(bag.getEntry('user.id')?.metadata?.toString()).toBe('p=1');
     expect(extractedCorrelationId(ctx)).toBe('abc-123');
+  });
+
+  it("builds OTel's baggage from a canonical header on first read, the same as parsing it at once; sets none from a header without members", () => {
+    for (const header of ['tenant=acme', 'userId=alice,isProduction=false', 'a=1,b=2,c=%2C', 'k=v;p=1', 'a = 1 , b=2', 'x=1,x=2']) {
+      const bag = propagation.getBaggage(propagator.extract(ROOT_CONTEXT, { baggage: header }, defaultTextMapGetter))!;
+      const parsed = parseBaggage(header);
+      const entries = bag.getAllEntries().map(([key, entry]) => [key, entry.value, entry.metadata?.toString()]);
+      // A repeated key: the last value, as OTel's own baggage keeps it.
+      const expected = new Map(parsed.map((m) => [m.key, [m.key, m.value, m.properties]]));
+      expect({ header, entries }).toEqual({ header, entries: [...expected.values()] });
+      expect(bag.getEntry(parsed[0]!.key)?.value).toBe(expected.get(parsed[0]!.key)![1]);
+      // Changes give new baggage, as OTel's own does; the extracted one stays as it was.
+      expect(bag.setEntry('added', { value: 'yes' }).getEntry('added')?.value).toBe('yes');
+      expect(bag.removeEntry(parsed[0]!.key).getEntry(parsed[0]!.key)).toBeUndefined();
+      expect(bag.removeEntries(...parsed.map((m) => m.key)).getAllEntries()).toEqual([]);
+      expect(bag.clear().getAllEntries()).toEqual([]);
+      expect(bag.getAllEntries()).toHaveLength(expected.size);
+    }
+    for (const header of ['', '=', ',;', 'no value', '=x']) {
+      expect(propagation.getBaggage(propagator.extract(ROOT_CONTEXT, { baggage: header }, defaultTextMapGetter))).toBeUndefined();
+    }
   });
 
   it('extracts nothing from an empty or unreadable carrier, and never throws', () => {
@@ -188,6 +210,19 @@ describe('ContextPropagator after W3CTraceContextPropagator: Level 2 trace conte
       const sent = forward({ traceparent: `00-${T}-${P}-01`, tracestate });
       expect({ tracestate, sent: sent.tracestate, traceparent: sent.traceparent }).toEqual({ tracestate, sent: undefined, traceparent: `00-${T}-abcdef0123456789-01` });
     }
+  });
+
+  it("without a tracestate (most requests) the extracted context is OTel's own, untouched", () => {
+    const w3c = new W3CTraceContextPropagator().extract(ROOT_CONTEXT, { traceparent: `00-${T}-${P}-01` }, defaultTextMapGetter);
+    expect(new ContextPropagator().extract(w3c, { traceparent: `00-${T}-${P}-01` }, defaultTextMapGetter)).toBe(w3c);
+  });
+
+  it("applies Level 2 to what OTel read from this traceparent (after its one optional leading space), and leaves another propagator's remote span context alone", () => {
+    expect(forward({ traceparent: ` 00-${T}-${P}-01`, tracestate: 'foo@=1,bar=2' }).tracestate).toBe('foo@=1,bar=2');
+    // A remote span context of other ids (as a B3 or Jaeger propagator extracts it) beside a traceparent of its own.
+    const other = trace.setSpanContext(ROOT_CONTEXT, { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), traceFlags: 3, isRemote: true });
+    const out = new ContextPropagator().extract(other, { traceparent: `00-${T}-${P}-03`, tracestate: 'foo@=1' }, defaultTextMapGetter);
+    expect(out).toBe(other);
   });
 
   it('sets the random flag again on the spans of a trace that arrived with it, and only then', () => {

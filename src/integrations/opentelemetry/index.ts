@@ -16,6 +16,8 @@ import {
   propagation,
   ROOT_CONTEXT,
   trace,
+  type Baggage,
+  type BaggageEntry,
   type Context,
   type Span,
   type SpanContext,
@@ -30,8 +32,8 @@ import { storage, type ContextRecord } from '../../record/context-record.js';
 import { setTraceSource, type LogTraceIds, type OutboundKind, type TraceSource } from '../../record/trace-source.js';
 import type { CarrierSetter } from '../../propagation/carrier.js';
 import type { BaggageMember, TraceInfo } from '../../interfaces/trace-info.interface.js';
-import { formatBaggage, parseBaggage } from '../../propagation/baggage.js';
-import { FLAG_RANDOM, FLAG_SAMPLED, formatTraceparent, parseTraceparent } from '../../propagation/traceparent.js';
+import { formatBaggage, isCanonicalBaggage, parseBaggageOnce } from '../../propagation/baggage.js';
+import { FLAG_RANDOM, FLAG_SAMPLED, formatTraceparent } from '../../propagation/traceparent.js';
 import { formatTracestate, parseTracestate, updateTracestate, type TraceStateEntries } from '../../propagation/tracestate.js';
 import { ContextConfigError } from '../../errors.js';
 
@@ -185,13 +187,12 @@ export class ContextPropagator implements TextMapPropagator {
       out = levelTwo(out, carrier, getter);
       const header = firstString(getter.get(carrier, 'baggage'));
       if (header !== undefined) {
-        const members = parseBaggage(header);
-        if (members.length > 0) {
-          const entries: Record<string, { value: string; metadata?: ReturnType<typeof baggageEntryMetadataFromString> }> = Object.create(null) as never;
-          for (const m of members) {
-            entries[m.key] = m.properties === undefined ? { value: m.value } : { value: m.value, metadata: baggageEntryMetadataFromString(m.properties) };
-          }
-          out = propagation.setBaggage(out, propagation.createBaggage(entries));
+        // A canonical header holds at least one member: OTel's baggage is built from it when first
+        // read (most requests never read it). Any other is parsed now, to set none when it holds none.
+        if (isCanonicalBaggage(header)) out = propagation.setBaggage(out, new HeaderBaggage(header));
+        else {
+          const members = parseBaggageOnce(header);
+          if (members.length > 0) out = propagation.setBaggage(out, otelBaggage(members));
         }
       }
       for (const name of this.headers) {
@@ -213,12 +214,60 @@ export class ContextPropagator implements TextMapPropagator {
   }
 }
 
+/** OTel's baggage of parsed members (properties as OTel's entry metadata). */
+function otelBaggage(members: readonly BaggageMember[]): Baggage {
+  const entries: Record<string, BaggageEntry> = Object.create(null) as Record<string, BaggageEntry>;
+  for (const m of members) {
+    entries[m.key] = m.properties === undefined ? { value: m.value } : { value: m.value, metadata: baggageEntryMetadataFromString(m.properties) };
+  }
+  return propagation.createBaggage(entries);
+}
+
+/**
+ * OTel's baggage of an inbound `baggage` header, parsed and built on its first read: what
+ * `W3CBaggagePropagator` would have set, without the cost for requests whose baggage nobody reads
+ * through OTel. The header is parsed once for this and the request's record.
+ */
+class HeaderBaggage implements Baggage {
+  private built: Baggage | undefined;
+
+  constructor(private readonly header: string) {}
+
+  private get bag(): Baggage {
+    return (this.built ??= otelBaggage(parseBaggageOnce(this.header)));
+  }
+
+  getEntry(key: string): BaggageEntry | undefined {
+    return this.bag.getEntry(key);
+  }
+
+  getAllEntries(): [string, BaggageEntry][] {
+    return this.bag.getAllEntries();
+  }
+
+  setEntry(key: string, entry: BaggageEntry): Baggage {
+    return this.bag.setEntry(key, entry);
+  }
+
+  removeEntry(key: string): Baggage {
+    return this.bag.removeEntry(key);
+  }
+
+  removeEntries(...keys: string[]): Baggage {
+    return this.bag.removeEntries(...keys);
+  }
+
+  clear(): Baggage {
+    return this.bag.clear();
+  }
+}
+
 /**
  * A `tracestate` that the library parsed: OTel's `TraceState` over the library's entries, so that
  * serializing it gives back what the library's own handling would send.
  */
 class EntriesTraceState implements TraceState {
-  constructor(private readonly entries: TraceStateEntries) {}
+  constructor(readonly entries: TraceStateEntries) {}
 
   set(key: string, value: string): TraceState {
     try {
@@ -246,19 +295,34 @@ class EntriesTraceState implements TraceState {
  * cannot parse and keeps the rest (the spec drops the whole list: a member breaking the grammar,
  * more than 32 members), rejects keys the Level 2 grammar allows (`foo@`, `a@@b`, 256 characters
  * with `@`), and its spans lose the random flag of a continued trace. When it extracted a remote
- * span context from the same `traceparent` the library's parser accepts, this puts back the
- * `tracestate` as the library parses it (none when the list is invalid) and notes a random flag,
- * which {@link randomFlag} writes again on the outgoing `traceparent`.
+ * span context from this carrier's `traceparent`, this puts back the `tracestate` as the library
+ * parses it (none when the list is invalid) and notes a random flag, which {@link randomFlag}
+ * writes again on the outgoing `traceparent`. One pass: the `traceparent` is not parsed again (its
+ * ids are checked where OTel read them, its flags are OTel's), and a request without `tracestate`
+ * (most) leaves the context as it is.
  */
 function levelTwo(ctx: Context, carrier: unknown, getter: TextMapGetter): Context {
   const sc = trace.getSpanContext(ctx);
-  if (sc === undefined || !sc.isRemote) return ctx;
-  const parent = parseTraceparent(getter.get(carrier, 'traceparent'));
-  if (parent === undefined || parent.traceId !== sc.traceId || parent.parentId !== sc.spanId) return ctx;
-  const entries = parseTracestate(getter.get(carrier, 'tracestate'));
-  const traceState = entries === undefined || entries.length === 0 ? undefined : new EntriesTraceState(entries);
-  const out = trace.setSpanContext(ctx, { ...sc, traceState });
-  return (parent.flags & FLAG_RANDOM) === 0 ? out : out.setValue(RANDOM_TRACE_KEY, sc.traceId);
+  if (sc === undefined || !sc.isRemote || !fromTraceparent(getter.get(carrier, 'traceparent'), sc)) return ctx;
+  const header = getter.get(carrier, 'tracestate');
+  let out = ctx;
+  if ((header !== undefined && header !== '') || sc.traceState !== undefined) {
+    const entries = parseTracestate(header);
+    const traceState = entries === undefined || entries.length === 0 ? undefined : new EntriesTraceState(entries);
+    out = trace.setSpanContext(ctx, { ...sc, traceState });
+  }
+  return (sc.traceFlags & FLAG_RANDOM) === 0 ? out : out.setValue(RANDOM_TRACE_KEY, sc.traceId);
+}
+
+/**
+ * Whether `sc` is what OTel's trace-context propagator read from `header`: one header field whose
+ * trace id and parent id are `sc`'s, where its pattern puts them (after at most one whitespace).
+ * Another propagator's remote span context (B3, Jaeger) is left alone.
+ */
+function fromTraceparent(header: string | string[] | undefined, sc: SpanContext): boolean {
+  if (typeof header !== 'string') return false;
+  const at = header.startsWith(sc.traceId, 3) ? 3 : header.startsWith(sc.traceId, 4) ? 4 : -1;
+  return at > 0 && header.charCodeAt(at + 32) === 0x2d && header.startsWith(sc.spanId, at + 33);
 }
 
 /**
@@ -320,7 +384,9 @@ function traceInfoOf(span: Span): TraceInfo {
     parent = undefined;
   }
   const flags = sc.traceFlags & (FLAG_SAMPLED | FLAG_RANDOM);
-  const members = parseTracestate(sc.traceState?.serialize());
+  // The span continues an inbound trace whose tracestate levelTwo() parsed: its entries, not parsed again.
+  const state = sc.traceState;
+  const members = state instanceof EntriesTraceState ? state.entries : state === undefined ? undefined : parseTracestate(state.serialize());
   return Object.freeze({
     traceId: sc.traceId,
     spanId: sc.spanId,
