@@ -1,6 +1,7 @@
 // What bench/sql-pg-instructions.mjs and bench/sql-pg-cpu.mjs share: the library compiled by a bench
 // run (.bench/build), pg, and one request record (an inbound id and traceparent) to run statements in.
 // PostgreSQL on 127.0.0.1:5432, user postgres, database test; PGHOST/PGPORT/PGUSER/PGDATABASE override.
+import { Buffer } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -83,7 +84,7 @@ export function stubPostgres() {
       return this;
     }
     write(buffer, callback) {
-      let replies = [];
+      const replies = [];
       let at = 0;
       if (!this.started) {
         this.started = true;
