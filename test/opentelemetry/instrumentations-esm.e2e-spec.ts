@@ -24,8 +24,12 @@ const EXPRESS = '@opentelemetry/instrumentation-express';
 const FASTIFY = '@fastify/otel';
 const NEST = '@opentelemetry/instrumentation-nestjs-core';
 
-/** The spans from the http server span down to the one active in the handler, platform by platform. */
-const CHAINS: Record<string, [scope: string, name: string][]> = {
+/**
+ * The spans from the http server span down to the one active in the handler, platform by platform
+ * (@fastify/otel names its handler span after the route handler function, which Nest 11 and 12 name
+ * differently).
+ */
+const CHAINS: Record<string, [scope: string, name: unknown][]> = {
   express: [
     [HTTP, 'GET /work'],
     [EXPRESS, 'request handler'],
@@ -35,7 +39,7 @@ const CHAINS: Record<string, [scope: string, name: string][]> = {
   fastify: [
     [HTTP, 'GET /work'],
     [FASTIFY, 'request'],
-    [FASTIFY, 'handler - WorkController.work'],
+    [FASTIFY, expect.stringMatching(/^handler - /)],
     [NEST, 'WorkController.work'],
     [NEST, 'work'],
   ],
