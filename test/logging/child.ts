@@ -68,9 +68,12 @@ export interface ChildApp {
   stop(): Promise<void>;
 }
 
-/** Starts `script` (a path relative to the transpiled tree, `.js`) with arguments; resolves once it is ready. */
-export function startScript(out: string, script: string, args: readonly string[] = []): Promise<ChildApp> {
-  const child: ChildProcess = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', join(out, script), ...args], {
+/**
+ * Starts `script` (a path relative to the transpiled tree, `.js`) with arguments; resolves once it
+ * is ready. `nodeArgs` go to `node` before the script (e.g. `--import` of a preload).
+ */
+export function startScript(out: string, script: string, args: readonly string[] = [], nodeArgs: readonly string[] = []): Promise<ChildApp> {
+  const child: ChildProcess = spawn(process.execPath, ['--disable-warning=ExperimentalWarning', ...nodeArgs, join(out, script), ...args], {
     cwd: out,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
