@@ -13,7 +13,8 @@
 // context + the library's ContextPropagator (which takes the baggage propagator's place).
 //
 // Spans go through a BatchSpanProcessor, as in production (`NodeSDK`'s default; a
-// SimpleSpanProcessor exports each span synchronously as it ends and is meant for tests), to an
+// SimpleSpanProcessor exports each span synchronously as it ends and is meant for tests), exporting
+// by size only, to an
 // exporter that counts them and drops them: serialising and sending them (OTLP) would cost both
 // OTel variants the same and make the counts depend on a collector. The undici instrumentation is
 // left out: the benchmark's handlers make no outgoing call, so it would only subscribe to channels.
@@ -52,7 +53,9 @@ class CountingExporter implements SpanExporter {
 
 const variant = process.argv[2] ?? '';
 const exporter = new CountingExporter();
-const provider = new TracerProvider({ spanProcessors: [new BatchSpanProcessor({ exporter })] });
+// Exports by size only (every 512 spans, the default batch): its timer (5 s by default) would fire at
+// a different request in every count, under valgrind all the more, and make the counts unrepeatable.
+const provider = new TracerProvider({ spanProcessors: [new BatchSpanProcessor({ exporter, scheduledDelayMillis: 2_000_000_000 })] });
 context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
 trace.setGlobalTracerProvider(provider);
 new HttpInstrumentation();
