@@ -1,12 +1,16 @@
 // nestjs-context under the real OpenTelemetry SDK with the instrumentations an ESM NestJS app needs
-// OTel's loader hook for: express, @nestjs/core and Fastify (@fastify/otel), beside http and undici.
+// OTel's loader hook for: express, @nestjs/core, Fastify (@fastify/otel) and pino, beside http and
+// undici.
 // Jest's vm modules cannot register a loader hook, so the app runs in its own Node process started
 // with `node --import` of the SDK preload (fixtures/otel-preload.ts), which writes every finished
 // span to stdout. For Express and Fastify, with and without an inbound `traceparent`: the hook
 // worked (the frameworks' and @nestjs/core's spans are exported), one trace holds every span, the
 // record, the log line and the outbound call, the record's span is the http server span, the span
 // active in the handler (the log line's) is @nestjs/core's handler span, and the correlation id is
-// the response's `x-request-id` and the outbound call's.
+// the response's `x-request-id` and the outbound call's. The handler's pino log line has OTel's
+// pino instrumentation's `trace_id`/`span_id` (the hook patched pino, CommonJS imported from ESM)
+// equal to the library's `traceId`/`spanId`, each key once; with `logTraceIds: false` (Express) it
+// has the correlation id and OTel's ids only.
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,6 +27,7 @@ const UNDICI = '@opentelemetry/instrumentation-undici';
 const EXPRESS = '@opentelemetry/instrumentation-express';
 const FASTIFY = '@fastify/otel';
 const NEST = '@opentelemetry/instrumentation-nestjs-core';
+const LOG_TRACE_IDS_OFF = 'logTraceIds=false';
 
 /**
  * The spans from the http server span down to the one active in the handler, platform by platform
@@ -51,14 +56,19 @@ interface LogLine {
   correlationId?: string;
   traceId?: string;
   spanId?: string;
+  // OTel's pino instrumentation's keys.
+  trace_id?: string;
+  span_id?: string;
+  trace_flags?: string;
 }
 
 function spansOf(app: ChildApp): ExportedSpan[] {
   return app.lines().filter((line) => line.startsWith('SPAN ')).map((line) => JSON.parse(line.slice('SPAN '.length)) as ExportedSpan);
 }
 
-function logsOf(app: ChildApp): LogLine[] {
-  return app.lines().filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as LogLine);
+/** The child's pino lines, each parsed and as written (JSON.parse keeps the last of a repeated key). */
+function logsOf(app: ChildApp): { line: LogLine; raw: string }[] {
+  return app.lines().filter((raw) => raw.startsWith('{')).map((raw) => ({ line: JSON.parse(raw) as LogLine, raw }));
 }
 
 /** The spans from `spanId` up through its parents, as far as they are exported (the span itself first). */
@@ -97,14 +107,20 @@ afterAll(async () => {
   removeTree(out);
 });
 
-describe.each(['express', 'fastify'])('OTel SDK with its ESM loader hook: http, undici, %s and @nestjs/core instrumentations', (platform) => {
+describe.each([
+  ['express', true],
+  ['fastify', true],
+  // The mode for apps that leave the log line's trace ids to OTel's pino instrumentation.
+  ['express', false],
+])('OTel SDK with its ESM loader hook: http, undici, %s, @nestjs/core and pino instrumentations; logTraceIds: %s', (platform, logTraceIds) => {
   let app: ChildApp | undefined;
   let startup: ExportedSpan[] = [];
   const traces: string[] = [];
 
   beforeAll(async () => {
     const preload = pathToFileURL(join(out as string, 'test/opentelemetry/fixtures/otel-preload.js')).href;
-    app = await startScript(out as string, 'test/opentelemetry/fixtures/instrumented-app.js', [platform, echoUrl], ['--import', preload]);
+    const args = [platform, echoUrl, ...(logTraceIds ? [] : [LOG_TRACE_IDS_OFF])];
+    app = await startScript(out as string, 'test/opentelemetry/fixtures/instrumented-app.js', args, ['--import', preload]);
     startup = spansOf(app);
     app.clear();
   });
@@ -164,10 +180,14 @@ describe.each(['express', 'fastify'])('OTel SDK with its ESM loader hook: http, 
     // Every span of the trace descends from the server span: one tree, nothing beside it.
     for (const span of spans) expect(ancestry(spans, span.spanId).at(-1)?.spanId).toBe(server!.spanId);
 
-    // The log line written in the handler: the correlation id, the trace, the active span.
-    expect(logsOf(app!).filter((line) => line.correlationId === id)).toEqual([
-      { level: 30, msg: 'in the handler', correlationId: id, traceId, spanId: body.active!.spanId },
-    ]);
+    // The log line written in the handler: the correlation id, and OTel's pino instrumentation's
+    // trace and span ids, the active (handler) span's, which the library's, when it writes them, equal.
+    const logs = logsOf(app!).filter(({ line }) => line.correlationId === id);
+    const otelIds = { trace_id: traceId, span_id: body.active!.spanId, trace_flags: '01' };
+    const ours = logTraceIds ? { traceId, spanId: body.active!.spanId } : {};
+    expect(logs.map(({ line }) => line)).toEqual([{ level: 30, msg: 'in the handler', correlationId: id, ...ours, ...otelIds }]);
+    // Each key once: a repeated key would be dropped by the parse and the re-serialization differ.
+    expect(JSON.stringify(logs[0]!.line)).toBe(logs[0]!.raw);
   });
 
   it('the requests exported spans in their own traces only', () => {
