@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import type { BaggageMember } from '../interfaces/trace-info.interface.js';
-import { formatBaggage, isCanonicalBaggage, parseBaggage, parseBaggageProperties } from './baggage.js';
+import { formatBaggage, isCanonicalBaggage, parseBaggage, parseBaggageOnce, parseBaggageProperties } from './baggage.js';
 
 type Row = {
   /** The spec rule (or VECTORS.md row) the case checks. */
@@ -304,5 +304,23 @@ describe('isCanonicalBaggage: a header that can be passed on unparsed', () => {
       { numRuns: 2000 },
     );
     expect(canonical).toBeGreaterThan(100); // the property was exercised, not vacuously true
+  });
+});
+
+describe('parseBaggageOnce', () => {
+  it('parses as parseBaggage does, frozen, and gives the same list back for the same header (rebuilt or not)', () => {
+    const header = 'tenant=acme,user.id=u%201;p=1';
+    const first = parseBaggageOnce(header);
+    expect(first).toEqual(parseBaggage(header));
+    expect(Object.isFrozen(first)).toBe(true);
+    for (const member of first) expect(Object.isFrozen(member)).toBe(true);
+    expect(parseBaggageOnce(header.split('').join(''))).toBe(first);
+    // Another header is parsed anew; going back parses again (one header is remembered).
+    const other = parseBaggageOnce('a=1');
+    expect(other).toEqual([e('a', '1')]);
+    const again = parseBaggageOnce(header);
+    expect(again).not.toBe(first);
+    expect(again).toEqual(first);
+    expect(parseBaggageOnce('=,;')).toEqual([]);
   });
 });

@@ -290,13 +290,17 @@ let lastHeader: string | undefined;
 let lastMembers: readonly BaggageMember[] = Object.freeze([]);
 
 /**
- * {@link parseBaggage} of one header field under the default limits, frozen, and remembered for the
- * last header parsed: an inbound `baggage` that OTel's extraction (`ContextPropagator`) and the
- * request's record both read is parsed once (the same string, usually the same object). @internal
+ * {@link parseBaggage} of one header field under the default limits, frozen (the list and its
+ * members), and remembered for the last header parsed: an inbound `baggage` that OTel's extraction
+ * (`ContextPropagator`) and the request's record both read is parsed once, and so is a header that
+ * request after request repeats. @internal
  */
 export function parseBaggageOnce(header: string): readonly BaggageMember[] {
   if (header === lastHeader) return lastMembers;
-  const members = Object.freeze(parseBaggage(header));
+  const parsed = parseBaggage(header);
+  // Shared by every record whose header is the same: no one may change a member.
+  for (let i = 0; i < parsed.length; i++) Object.freeze(parsed[i]);
+  const members = Object.freeze(parsed);
   lastHeader = header;
   lastMembers = members;
   return members;

@@ -219,6 +219,8 @@ describe('ContextPropagator after W3CTraceContextPropagator: Level 2 trace conte
 
   it("applies Level 2 to what OTel read from this traceparent (after its one optional leading space), and leaves another propagator's remote span context alone", () => {
     expect(forward({ traceparent: ` 00-${T}-${P}-01`, tracestate: 'foo@=1,bar=2' }).tracestate).toBe('foo@=1,bar=2');
+    // A carrier that gives each field as a list (one value): the same.
+    expect(forward({ traceparent: [`00-${T}-${P}-01`], tracestate: ['foo@=1,bar=2'] }).tracestate).toBe('foo@=1,bar=2');
     // A remote span context of other ids (as a B3 or Jaeger propagator extracts it) beside a traceparent of its own.
     const other = trace.setSpanContext(ROOT_CONTEXT, { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), traceFlags: 3, isRemote: true });
     const out = new ContextPropagator().extract(other, { traceparent: `00-${T}-${P}-03`, tracestate: 'foo@=1' }, defaultTextMapGetter);

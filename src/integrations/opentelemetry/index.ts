@@ -315,14 +315,15 @@ function levelTwo(ctx: Context, carrier: unknown, getter: TextMapGetter): Contex
 }
 
 /**
- * Whether `sc` is what OTel's trace-context propagator read from `header`: one header field whose
- * trace id and parent id are `sc`'s, where its pattern puts them (after at most one whitespace).
- * Another propagator's remote span context (B3, Jaeger) is left alone.
+ * Whether `sc` is what OTel's trace-context propagator read from `header`: one header field (a
+ * string, or a list of one) whose trace id and parent id are `sc`'s, where its pattern puts them
+ * (after at most one whitespace). Another propagator's remote span context (B3, Jaeger) is left alone.
  */
 function fromTraceparent(header: string | string[] | undefined, sc: SpanContext): boolean {
-  if (typeof header !== 'string') return false;
-  const at = header.startsWith(sc.traceId, 3) ? 3 : header.startsWith(sc.traceId, 4) ? 4 : -1;
-  return at > 0 && header.charCodeAt(at + 32) === 0x2d && header.startsWith(sc.spanId, at + 33);
+  const field: unknown = typeof header === 'string' ? header : Array.isArray(header) && header.length === 1 ? header[0] : undefined;
+  if (typeof field !== 'string') return false;
+  const at = field.startsWith(sc.traceId, 3) ? 3 : field.startsWith(sc.traceId, 4) ? 4 : -1;
+  return at > 0 && field.charCodeAt(at + 32) === 0x2d && field.startsWith(sc.spanId, at + 33);
 }
 
 /**
