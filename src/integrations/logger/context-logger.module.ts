@@ -28,6 +28,7 @@ export interface ContextLoggerModuleOptions extends ContextLoggerOptions {
  *
  * const app = await NestFactory.create(AppModule, { bufferLogs: true });
  * app.useLogger(app.get(ContextLogger));
+ * app.flushLogs(); // else a line written in a context while the app starts is printed later, without its ids
  */
 @Module({})
 export class ContextLoggerModule implements NestModule {
