@@ -246,6 +246,7 @@ describe('contextService.inject(carrier, setter): one call\'s headers into any c
     const host = app.get(ContextHost);
     const failing: TraceSource = {
       capture: () => undefined,
+      traceOf: () => undefined,
       inject() {
         throw new Error('propagator boom');
       },

@@ -47,9 +47,10 @@ export class ContextRecord<T extends object = object> {
   outer: ContextRecord | undefined = undefined;
   /** What every outgoing call from this record shares, worked out on the first one (see `propagation/inject.ts`). */
   outbound: OutboundParts | undefined = undefined;
-  /** The trace the app's trace source offered at the entry (see `trace-source.ts`), read on first use. */
-  private adopted: (() => TraceInfo | undefined) | undefined;
-  /** The tracer's span this record adopted at its entry, set by the app's trace source so that it can re-enter it (`TraceSource.run`). */
+  /**
+   * The tracer's span this record adopted at its entry, set by the app's trace source (`TraceSource.capture`):
+   * its trace becomes the record's on first use, and the source re-enters it (`TraceSource.run`).
+   */
   tracerSpan: object | undefined = undefined;
   /** What `nestjs-context/sql` keeps between this record's statements (its comment around the parent id). */
   sqlComment: object | undefined = undefined;
@@ -78,7 +79,7 @@ export class ContextRecord<T extends object = object> {
   ) {
     if (typeof correlationId === 'string') this.id = correlationId;
     else this.decideId = correlationId;
-    this.adopted = traceSourceOf(config)?.capture(this);
+    traceSourceOf(config)?.capture(this);
     if (given !== undefined) {
       this.state = CREATED;
       this.value = given;
@@ -172,14 +173,15 @@ export class ContextRecord<T extends object = object> {
   private readTrace(): TraceInfo {
     const carrier = this.traceCarrier;
     this.traceCarrier = undefined;
-    let adopted: TraceInfo | undefined;
-    try {
-      adopted = this.adopted?.();
-    } catch {
-      adopted = undefined; // a tracer that throws while its span is read: the library's own trace
+    if (this.tracerSpan !== undefined) {
+      let adopted: TraceInfo | undefined;
+      try {
+        adopted = traceSourceOf(this.config)?.traceOf(this);
+      } catch {
+        adopted = undefined; // a tracer that throws while its span is read: the library's own trace
+      }
+      if (adopted !== undefined) return adopted;
     }
-    this.adopted = undefined;
-    if (adopted !== undefined) return adopted;
     const parent = carrier === undefined ? undefined : parseTraceparent(carrier.traceparent);
     if (parent !== undefined) {
       const flags = parent.flags & (FLAG_SAMPLED | FLAG_RANDOM);

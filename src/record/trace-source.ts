@@ -12,11 +12,16 @@ import type { ContextRecord } from './context-record.js';
  */
 export interface TraceSource {
   /**
-   * Called once when a record is created, at its entry (inside the tracer's entry span, if any):
-   * the trace to adopt, read on first use of `record.trace`, or `undefined` to mint/continue our own.
+   * Called once when a record is created, at its entry (inside the tracer's entry span, if any): sets
+   * `record.tracerSpan` to the span to adopt, or leaves it unset to mint/continue our own trace.
    * Must not throw.
    */
-  capture(record: ContextRecord): (() => TraceInfo | undefined) | undefined;
+  capture(record: ContextRecord): void;
+  /**
+   * The trace of the span `capture` set on `record`, read on first use of `record.trace`; `undefined`
+   * for the library's own. Called only for a record with a `tracerSpan`.
+   */
+  traceOf(record: ContextRecord): TraceInfo | undefined;
   /**
    * Writes an outgoing call's propagation fields for a call made now from `record`. `kind` is
    * `'http'` for the HTTP client integrations (fetch, axios), which the tracer's own

@@ -415,17 +415,19 @@ class OpenTelemetryTraceSource implements TraceSource {
     this.attribute = options.correlationIdAttribute;
   }
 
-  capture(record: ContextRecord): (() => TraceInfo | undefined) | undefined {
+  capture(record: ContextRecord): void {
     try {
       const span = validSpan(otelContext.active());
-      if (span === undefined) return undefined;
+      if (span === undefined) return;
       if (this.attribute !== undefined) span.setAttribute(this.attribute, record.correlationId);
-      if (!this.adopt) return undefined;
-      record.tracerSpan = span;
-      return () => traceInfoOf(span);
+      if (this.adopt) record.tracerSpan = span;
     } catch {
-      return undefined; // a tracer that throws: the library's own trace
+      // A tracer that throws: the library's own trace.
     }
+  }
+
+  traceOf(record: ContextRecord): TraceInfo | undefined {
+    return traceInfoOf(record.tracerSpan as Span);
   }
 
   inject<C>(record: ContextRecord, carrier: C, setter: CarrierSetter<C>, kind: OutboundKind): boolean {
