@@ -3,7 +3,7 @@ import { Module, type INestApplication } from '@nestjs/common';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Test } from '@nestjs/testing';
-import { context, defaultTextMapGetter, defaultTextMapSetter, propagation, ROOT_CONTEXT, trace, TraceFlags } from '@opentelemetry/api';
+import { context, defaultTextMapGetter, defaultTextMapSetter, INVALID_SPAN_CONTEXT, propagation, ROOT_CONTEXT, trace, TraceFlags } from '@opentelemetry/api';
 import { CompositePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
 import { ContextModule, ContextService, type ContextInit } from '../../src/index.js';
 import { ContextOpenTelemetryModule, ContextPropagator, extractedCorrelationId } from '../../src/integrations/opentelemetry/index.js';
@@ -121,6 +121,18 @@ describe('ContextOpenTelemetryModule with the OTel SDK: the manual API, httpClie
     const own = service.run(() => service.trace!);
     expect(own.traceId).not.toBe(traceId);
     expect(otel.spans().map((s) => s.spanContext().spanId)).not.toContain(own.spanId);
+  });
+
+  it("a span with an invalid span context active (a non-recording placeholder): the library's own trace, and inject() writes the library's headers", () => {
+    const placeholder = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+    const { own, headers } = context.with(trace.setSpan(context.active(), placeholder), () =>
+      service.run(() => ({ own: service.trace!, headers: service.inject<Record<string, string>>({}) }), { correlationId: 'invalid-span-1' }),
+    );
+    expect(own.traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(own.traceId).not.toBe(INVALID_SPAN_CONTEXT.traceId);
+    expect(own.spanId).not.toBe(INVALID_SPAN_CONTEXT.spanId);
+    expect(headers.traceparent).toMatch(new RegExp(`^00-${own.traceId}-[0-9a-f]{16}-0[0-3]$`)); // each outgoing call its own parent id
+    expect(headers['x-request-id']).toBe('invalid-span-1');
   });
 
   it("inject() inside a span writes OTel's traceparent, the merged baggage and the id, each once", () => {

@@ -417,9 +417,10 @@ class OpenTelemetryTraceSource implements TraceSource {
 
   capture(record: ContextRecord): void {
     try {
-      const span = validSpan(otelContext.active());
+      const span = trace.getSpan(otelContext.active());
       if (span === undefined) return;
-      if (this.attribute !== undefined) span.setAttribute(this.attribute, record.correlationId);
+      if (this.attribute !== undefined && isSpanContextValid(span.spanContext())) span.setAttribute(this.attribute, record.correlationId);
+      // Its span context is checked where it is used (traceOf, run), not here: most records never use it.
       if (this.adopt) record.tracerSpan = span;
     } catch {
       // A tracer that throws: the library's own trace.
@@ -427,7 +428,8 @@ class OpenTelemetryTraceSource implements TraceSource {
   }
 
   traceOf(record: ContextRecord): TraceInfo | undefined {
-    return traceInfoOf(record.tracerSpan as Span);
+    const span = record.tracerSpan as Span;
+    return isSpanContextValid(span.spanContext()) ? traceInfoOf(span) : undefined;
   }
 
   inject<C>(record: ContextRecord, carrier: C, setter: CarrierSetter<C>, kind: OutboundKind): boolean {
@@ -462,7 +464,7 @@ class OpenTelemetryTraceSource implements TraceSource {
     let ctx: Context | undefined;
     try {
       const active = otelContext.active();
-      ctx = trace.getSpan(active) === span ? undefined : trace.setSpan(active, span);
+      ctx = trace.getSpan(active) === span || !isSpanContextValid(span.spanContext()) ? undefined : trace.setSpan(active, span);
     } catch {
       ctx = undefined; // a tracer that throws: the record alone
     }
