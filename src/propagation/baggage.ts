@@ -287,7 +287,8 @@ export function parseBaggage(value: string | readonly string[] | undefined, limi
 
 /** The last header {@link parseBaggageOnce} parsed, and its members. */
 let lastHeader: string | undefined;
-let lastMembers: readonly BaggageMember[] = Object.freeze([]);
+const NO_PARSED_MEMBERS: readonly BaggageMember[] = Object.freeze([]);
+let lastMembers: readonly BaggageMember[] = NO_PARSED_MEMBERS;
 
 /**
  * {@link parseBaggage} of one header field under the default limits, frozen (the list and its
@@ -304,6 +305,15 @@ export function parseBaggageOnce(header: string): readonly BaggageMember[] {
   lastHeader = header;
   lastMembers = members;
   return members;
+}
+
+/**
+ * Forgets the header {@link parseBaggageOnce} remembers (a request's data): called when an app
+ * closes, so that nothing of its requests stays in the process. @internal
+ */
+export function forgetParsedBaggage(): void {
+  lastHeader = undefined;
+  lastMembers = NO_PARSED_MEMBERS;
 }
 
 /**

@@ -14,6 +14,7 @@ import { linkOptions } from './apps.js';
 import { describeError } from './options.js';
 import type { HttpEnter } from '../entry/http-entry.js';
 import { adoptableId, markInternal } from './internal.js';
+import { forgetParsedBaggage } from '../propagation/baggage.js';
 
 /** A request object as the adapters hand it out: Node's own, or Fastify's wrapper with `.raw`. */
 type AnyRequest = IncomingMessage & { [RECORD_KEY]?: ContextRecord; raw?: IncomingMessage & { [RECORD_KEY]?: ContextRecord } };
@@ -115,6 +116,7 @@ export class ContextHost<T extends object = object> {
     this.isClosed = true;
     for (let i = this.closers.length - 1; i >= 0; i--) runUndo(this.closers[i] as () => void);
     this.closers.length = 0;
+    forgetParsedBaggage(); // the last inbound baggage header, shared by every app's records
   }
 
   /**

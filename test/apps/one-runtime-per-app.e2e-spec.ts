@@ -12,6 +12,7 @@ import request from 'supertest';
 import { ContextModule, ContextService, WithContext, currentContext, type ContextInit } from 'nestjs-context';
 import { ContextHost } from '../../src/runtime/context-host.js';
 import { liveApps } from '../../src/runtime/apps.js';
+import { parseBaggageOnce } from '../../src/propagation/baggage.js';
 import { bootApp, platforms } from '../utils/platforms.js';
 
 class ContextA {
@@ -53,6 +54,23 @@ class AppA {}
 
 @Module({ imports: [ContextModule.forRoot(ContextB)], providers: [JobB] })
 class AppB {}
+
+/** A context with one declared baggage field, read by GET /tenant. */
+class BaggageContext {
+  tenant?: string;
+}
+
+@Controller()
+class TenantController {
+  constructor(private readonly context: ContextService<BaggageContext>) {}
+  @Get('tenant')
+  tenant(): string {
+    return this.context.get().tenant ?? 'none';
+  }
+}
+
+@Module({ imports: [ContextModule.forRoot(BaggageContext, { baggage: { fields: ['tenant'] } })], controllers: [TenantController] })
+class BaggageApp {}
 
 /** An object no app built. */
 class Loose {
@@ -245,6 +263,20 @@ describe.each(platforms)('closing takes the entry off completely (%s)', (name, m
 });
 
 describe('nothing of a closed app stays reachable', () => {
+  it.each(platforms)("on %s, the baggage header of the app's last request is forgotten once the app closes", async (_name, makeAdapter) => {
+    const app = await bootApp(BaggageApp, makeAdapter);
+    const header = 'tenant=closing-app';
+    const res = await request(app.getHttpServer()).get('/tenant').set('baggage', header);
+    expect(res.text).toBe('closing-app');
+    const remembered = parseBaggageOnce(header);
+    expect(parseBaggageOnce(header)).toBe(remembered); // the list the request's record read
+    await app.close();
+    const after = parseBaggageOnce(header);
+    expect(after).not.toBe(remembered);
+    expect(after).toEqual(remembered);
+  });
+
+
   it('50 apps created and closed: every ContextHost is garbage-collected', async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
