@@ -12,7 +12,6 @@ import {
   baggageEntryMetadataFromString,
   context as otelContext,
   createContextKey,
-  isSpanContextValid,
   propagation,
   ROOT_CONTEXT,
   trace,
@@ -36,6 +35,7 @@ import { formatBaggage, isCanonicalBaggage, parseBaggageOnce } from '../../propa
 import { FLAG_RANDOM, FLAG_SAMPLED, formatTraceparent } from '../../propagation/traceparent.js';
 import { formatTracestate, parseTracestate, updateTracestate, type TraceStateEntries } from '../../propagation/tracestate.js';
 import { ContextConfigError } from '../../errors.js';
+import { validHexId, validSpanContext } from './span-ids.js';
 
 /** Options of {@link ContextOpenTelemetryModule.forRoot}. */
 export interface ContextOpenTelemetryOptions {
@@ -334,7 +334,7 @@ function fromTraceparent(header: string | string[] | undefined, sc: SpanContext)
  */
 function randomFlag(ctx: Context, carrier: unknown, setter: TextMapSetter): void {
   const sc = trace.getSpanContext(ctx);
-  if (sc === undefined || (sc.traceFlags & FLAG_RANDOM) !== 0 || ctx.getValue(RANDOM_TRACE_KEY) !== sc.traceId || !isSpanContextValid(sc)) return;
+  if (sc === undefined || (sc.traceFlags & FLAG_RANDOM) !== 0 || ctx.getValue(RANDOM_TRACE_KEY) !== sc.traceId || !validSpanContext(sc)) return;
   if (!propagation.fields().includes('traceparent')) return;
   setter.set(carrier, 'traceparent', formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags | FLAG_RANDOM));
 }
@@ -365,22 +365,26 @@ function otelPropagatesTrace(): boolean {
 /** The active span in `ctx`, if it has a valid span context. */
 function validSpan(ctx: Context): Span | undefined {
   const span = trace.getSpan(ctx);
-  return span !== undefined && isSpanContextValid(span.spanContext()) ? span : undefined;
+  return span !== undefined && validSpanContext(span.spanContext()) ? span : undefined;
 }
 
 const NO_TRACESTATE: TraceInfo['tracestate'] = Object.freeze([]);
 
-/** The record's trace adopted from an OTel span: its ids, flags and tracestate; the parent from the SDK's span when it tells. */
-function traceInfoOf(span: Span): TraceInfo {
-  const sc = span.spanContext();
+/**
+ * The record's trace adopted from an OTel span whose span context `sc` is valid: its ids, flags and
+ * tracestate; the parent from the SDK's span when it tells.
+ */
+function traceInfoOf(span: Span, sc: SpanContext): TraceInfo {
   let parent: Pick<SpanContext, 'spanId' | 'isRemote'> | undefined;
   try {
     // The SDK's spans expose their parent (2.x and 3.x: its span context; 1.x: its span id only);
-    // the API does not promise either.
+    // the API does not promise either. A parent is in its child's trace: one whose trace id is
+    // another is not taken.
     const sdkSpan = span as { parentSpanContext?: unknown; parentSpanId?: unknown };
-    const candidate = sdkSpan.parentSpanContext;
-    if (candidate !== null && typeof candidate === 'object' && isSpanContextValid(candidate as SpanContext)) parent = candidate as SpanContext;
-    else if (typeof sdkSpan.parentSpanId === 'string' && /^[0-9a-f]{16}$/.test(sdkSpan.parentSpanId)) parent = { spanId: sdkSpan.parentSpanId };
+    const candidate = sdkSpan.parentSpanContext as Partial<SpanContext> | null | undefined;
+    if (candidate !== null && typeof candidate === 'object') {
+      if (candidate.traceId === sc.traceId && validHexId(candidate.spanId, 16)) parent = candidate as SpanContext;
+    } else if (validHexId(sdkSpan.parentSpanId, 16)) parent = { spanId: sdkSpan.parentSpanId as string };
   } catch {
     parent = undefined;
   }
@@ -419,7 +423,7 @@ class OpenTelemetryTraceSource implements TraceSource {
     try {
       const span = trace.getSpan(otelContext.active());
       if (span === undefined) return;
-      if (this.attribute !== undefined && isSpanContextValid(span.spanContext())) span.setAttribute(this.attribute, record.correlationId);
+      if (this.attribute !== undefined && validSpanContext(span.spanContext())) span.setAttribute(this.attribute, record.correlationId);
       // Its span context is checked where it is used (traceOf, run), not here: most records never use it.
       if (this.adopt) record.tracerSpan = span;
     } catch {
@@ -429,7 +433,8 @@ class OpenTelemetryTraceSource implements TraceSource {
 
   traceOf(record: ContextRecord): TraceInfo | undefined {
     const span = record.tracerSpan as Span;
-    return isSpanContextValid(span.spanContext()) ? traceInfoOf(span) : undefined;
+    const sc = span.spanContext();
+    return validSpanContext(sc) ? traceInfoOf(span, sc) : undefined;
   }
 
   inject<C>(record: ContextRecord, carrier: C, setter: CarrierSetter<C>, kind: OutboundKind): boolean {
@@ -464,7 +469,7 @@ class OpenTelemetryTraceSource implements TraceSource {
     let ctx: Context | undefined;
     try {
       const active = otelContext.active();
-      ctx = trace.getSpan(active) === span || !isSpanContextValid(span.spanContext()) ? undefined : trace.setSpan(active, span);
+      ctx = trace.getSpan(active) === span || !validSpanContext(span.spanContext()) ? undefined : trace.setSpan(active, span);
     } catch {
       ctx = undefined; // a tracer that throws: the record alone
     }
