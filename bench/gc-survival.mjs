@@ -3,7 +3,8 @@
 // its server (as bench/run.mjs does, the OTel preload for the otel-* variants) with
 // --trace-gc-nvp --predictable --no-memory-reducer, sends 20,000 warm-up requests and then
 // <requests> counted ones (16 at a time, the benchmark's inbound headers), and sums V8's own figures
-// over the counted ones: scavenges, bytes that survived a scavenge and bytes promoted.
+// over the counted ones: scavenges, bytes allocated (V8's `allocated`, summed over every collection),
+// bytes that survived a scavenge and bytes promoted.
 //   node bench/gc-survival.mjs <variant> <express|fastify> [requests=20000] [V8 flags...]
 // Run it with the Node to measure (e.g. `"$(bash scripts/node.sh 24)" bench/gc-survival.mjs ...`).
 // Needs a previous `npm run bench` (or BENCH_… run) to have compiled .bench/build.
@@ -54,10 +55,12 @@ let scavenges = 0;
 let fullGcs = 0;
 let survived = 0;
 let promoted = 0;
+let allocated = 0;
 const field = (line, name) => Number(new RegExp(`\\b${name}=(\\d+)`).exec(line)?.[1] ?? 0);
 for (const line of out.slice(mark).split('\n')) {
   const kind = /\bgc=(\S+)/.exec(line)?.[1];
   if (kind === undefined) continue;
+  allocated += field(line, 'allocated');
   if (kind !== 's') {
     fullGcs++;
     continue;
@@ -69,5 +72,5 @@ for (const line of out.slice(mark).split('\n')) {
 const per = (bytes) => `${Math.round(bytes / requests)} B`;
 console.log(
   `${variant} ${platform} (Node ${process.version}, ${requests} requests): ${scavenges} scavenges, ${fullGcs} full GCs; ` +
-    `per request: ${per(survived)} survived a scavenge, ${per(promoted)} promoted`,
+    `per request: ${per(allocated)} allocated, ${per(survived)} survived a scavenge, ${per(promoted)} promoted`,
 );

@@ -10,7 +10,7 @@
 // the count does not move when the host is busy, which wall-clock CPU time here does by tens of
 // percent. Runs go `parallel` at a time: counts do not depend on timing.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -175,6 +175,13 @@ async function countOne({ node, flags, nodeArgs, server, variant, platform, head
   } finally {
     child.kill('SIGKILL');
     await exited;
+    // BENCH_KEEP_DUMPS=<dir>: the dump is kept there (as <variant>-<platform>.out) for callgrind_annotate.
+    const keep = process.env.BENCH_KEEP_DUMPS;
+    const dump = keep === undefined || keep === '' ? undefined : readdirSync(dir).find((f) => /\.out\.\d+$/.test(f));
+    if (dump !== undefined) {
+      mkdirSync(keep, { recursive: true });
+      renameSync(path.join(dir, dump), path.join(keep, `${variant}-${platform}.out`));
+    }
     rmSync(dir, { recursive: true, force: true });
   }
 }

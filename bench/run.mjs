@@ -20,6 +20,7 @@
 // BENCH_INSTRUCTIONS=24|both|off (count instructions per request under callgrind on those Nodes;
 // the budgets are decided on these counts where present), BENCH_INSTR_WARM=30000, BENCH_INSTR_REQUESTS=3200,
 // BENCH_INSTR_FLAGS='' (extra Node/V8 flags for the counted servers, e.g. --no-memory-reducer),
+// BENCH_KEEP_DUMPS=<dir> (keep each count's callgrind dump there, for callgrind_annotate),
 // BENCH_MICRO=1|0, BENCH_MAX_MINUTES=60, BENCH_CPU_PROF=1 (write .cpuprofile files; figures then
 // not representative), BENCH_LIB=src|dist. Flags: --micro-only, --list, --help,
 // --report <saved .json> (print a saved run's report again).
