@@ -135,6 +135,29 @@ describe('ContextOpenTelemetryModule with the OTel SDK: the manual API, httpClie
     expect(headers['x-request-id']).toBe('invalid-span-1');
   });
 
+  it("a span of another tracer: adopted with the parent it exposes, when that parent is in the span's trace and its span id is valid", () => {
+    const own = { traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), traceFlags: TraceFlags.SAMPLED };
+    /** The trace the record adopts with `fields` set on the active span (as another SDK's span would expose them). */
+    const adopted = (fields: object) => {
+      const span = Object.assign(trace.wrapSpanContext(own), fields);
+      return context.with(trace.setSpan(context.active(), span), () => service.run(() => service.trace!));
+    };
+    const sameTrace = adopted({ parentSpanContext: { traceId: own.traceId, spanId: 'c'.repeat(16), traceFlags: 1, isRemote: true } });
+    expect([sameTrace.traceId, sameTrace.spanId, sameTrace.parentId, sameTrace.remote]).toEqual([own.traceId, own.spanId, 'c'.repeat(16), true]);
+    // A parent in another trace, or with an unusable span id, is not reported as this span's parent.
+    for (const parentSpanContext of [
+      { traceId: 'd'.repeat(32), spanId: 'c'.repeat(16), traceFlags: 1, isRemote: true },
+      { traceId: own.traceId, spanId: '0'.repeat(16), traceFlags: 1, isRemote: true },
+      { traceId: own.traceId, spanId: 'not-a-span-id-16', traceFlags: 1, isRemote: true },
+    ]) {
+      const t = adopted({ parentSpanContext });
+      expect([t.traceId, t.spanId, t.parentId, t.remote]).toEqual([own.traceId, own.spanId, undefined, false]);
+    }
+    // OTel 1.x's spans expose the parent's span id alone.
+    expect(adopted({ parentSpanId: 'e'.repeat(16) }).parentId).toBe('e'.repeat(16));
+    expect(adopted({ parentSpanId: 'e'.repeat(15) }).parentId).toBeUndefined();
+  });
+
   it("inject() inside a span writes OTel's traceparent, the merged baggage and the id, each once", () => {
     const tracer = trace.getTracer('test');
     const { headers, spanId, traceId, correlationId } = tracer.startActiveSpan('work', (span) => {
