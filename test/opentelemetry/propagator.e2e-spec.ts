@@ -151,11 +151,11 @@ describe('ContextOpenTelemetryModule with the OTel SDK: the manual API, httpClie
       { traceId: own.traceId, spanId: 'not-a-span-id-16', traceFlags: 1, isRemote: true },
     ]) {
       const t = adopted({ parentSpanContext });
-      expect([t.traceId, t.spanId, t.parentId, t.remote]).toEqual([own.traceId, own.spanId, undefined, false]);
+      expect({ parentSpanContext, got: [t.traceId, t.spanId, t.parentId, t.remote] }).toEqual({ parentSpanContext, got: [own.traceId, own.spanId, undefined, false] });
     }
     // OTel 1.x's spans expose the parent's span id alone.
     expect(adopted({ parentSpanId: 'e'.repeat(16) }).parentId).toBe('e'.repeat(16));
-    expect(adopted({ parentSpanId: 'e'.repeat(15) }).parentId).toBeUndefined();
+    for (const parentSpanId of ['e'.repeat(15), '0'.repeat(16), 'g'.repeat(16)]) expect({ parentSpanId, got: adopted({ parentSpanId }).parentId }).toEqual({ parentSpanId, got: undefined });
   });
 
   it("inject() inside a span writes OTel's traceparent, the merged baggage and the id, each once", () => {

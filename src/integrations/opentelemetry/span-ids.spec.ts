@@ -6,15 +6,19 @@ const T = '4bf92f3577b34da6a3ce929d0e0e4736';
 const S = '00f067aa0ba902b7';
 
 /**
- * Strings near an id's shape: hex digits of either case (zeros over-represented), of the id's length
- * or one off, with at most one character swapped for one outside hex. All-zero ids: the table above.
+ * Strings near an id's shape, either hex digits of either case (zeros over-represented) or zeros
+ * only, of the id's length or one off, with at most one character swapped for another hex digit or
+ * one outside hex (so all-zero ids, and ids with one digit or one bad character, come up).
  */
 const nearId = (length: number): fc.Arbitrary<string> =>
   fc
     .tuple(
       fc.constantFrom(length, length, length, length - 1, length + 1),
-      fc.array(fc.constantFrom(...'00000000000123456789abcdefABCDEF'), { minLength: length + 1, maxLength: length + 1 }),
-      fc.option(fc.tuple(fc.nat(), fc.constantFrom(...'gG-/:@`\u0661 ')), { freq: 2 }),
+      fc.oneof(
+        fc.array(fc.constantFrom(...'00000000000123456789abcdefABCDEF'), { minLength: length + 1, maxLength: length + 1 }),
+        fc.constant(Array.from({ length: length + 1 }, () => '0')),
+      ),
+      fc.option(fc.tuple(fc.nat(), fc.constantFrom(...'01fFgG-/:@`\u0661 ')), { freq: 2 }),
     )
     .map(([n, chars, swap]) => {
       const out = chars.slice(0, n);
@@ -51,10 +55,11 @@ describe('validHexId / validSpanContext: OpenTelemetry\'s own rule, in one pass'
       }),
       { numRuns: 2000 },
     );
-    // The generator reaches both answers often.
+    // The generator reaches both answers often, and all-zero ids of the right length.
     const sample = fc.sample(nearId(32), 1000);
     expect(sample.filter((id) => isValidTraceId(id)).length).toBeGreaterThan(200);
     expect(sample.filter((id) => !isValidTraceId(id)).length).toBeGreaterThan(200);
+    expect(sample.filter((id) => id === '0'.repeat(32)).length).toBeGreaterThan(20);
   });
 
   it('agrees with isSpanContextValid on OTel\'s invalid span context', () => {

@@ -1,9 +1,11 @@
 import type { SpanContext } from '@opentelemetry/api';
 
 /**
- * Whether `id` is `length` hex digits, not all zeros: OTel's `isValidTraceId`/`isValidSpanId` rule
- * (either case of a–f, as OTel accepts) in one pass. Theirs compares the id with a string of zeros
- * too, and an id that OTel's propagator sliced out of a header compares on V8's slow path. @internal
+ * Whether `id` is a string of `length` hex digits, not all zeros: OTel's `isValidTraceId` /
+ * `isValidSpanId` rule (either case of a–f, as OTel accepts) in one pass. Theirs compares the id
+ * with a string of zeros too, and an id that OTel's propagator sliced out of a header compares on
+ * V8's slow path. (`@opentelemetry/api` up to 1.9 tests a regular expression, which turns a
+ * non-string into text first; this rejects every non-string.) @internal
  */
 export function validHexId(id: unknown, length: number): boolean {
   if (typeof id !== 'string' || id.length !== length) return false;
