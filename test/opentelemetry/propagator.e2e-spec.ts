@@ -223,11 +223,11 @@ describe('ContextPropagator after W3CTraceContextPropagator: Level 2 trace conte
   beforeAll(() => propagation.setGlobalPropagator(composite));
   afterAll(() => propagation.disable());
 
-  /** Extracts `headers`, makes a child as OTel's SDK does (same trace and tracestate, sampler's flags only) and injects it. */
-  function forward(headers: Record<string, string | string[]>): Record<string, string> {
+  /** Extracts `headers`, makes a child as OTel's SDK does (same trace and tracestate, sampler's flags only; `spanId` its id) and injects it. */
+  function forward(headers: Record<string, string | string[]>, spanId = 'abcdef0123456789'): Record<string, string> {
     const extracted = composite.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
     const parent = trace.getSpanContext(extracted)!;
-    const child = trace.setSpanContext(extracted, { traceId: parent.traceId, spanId: 'abcdef0123456789', traceFlags: TraceFlags.SAMPLED, traceState: parent.traceState });
+    const child = trace.setSpanContext(extracted, { traceId: parent.traceId, spanId, traceFlags: TraceFlags.SAMPLED, traceState: parent.traceState });
     const out: Record<string, string> = {};
     composite.inject(child, out, defaultTextMapSetter);
     return out;
@@ -265,5 +265,11 @@ describe('ContextPropagator after W3CTraceContextPropagator: Level 2 trace conte
   it('sets the random flag again on the spans of a trace that arrived with it, and only then', () => {
     expect(forward({ traceparent: `00-${T}-${P}-02` }).traceparent).toBe(`00-${T}-abcdef0123456789-03`);
     expect(forward({ traceparent: `00-${T}-${P}-00` }).traceparent).toBe(`00-${T}-abcdef0123456789-01`);
+  });
+
+  it("a child span id in upper case (another tracer's, which OTel takes): OTel's traceparent as it wrote it, and the baggage still goes out", () => {
+    const out = forward({ traceparent: `00-${T}-${P}-02`, baggage: 'k=v' }, 'ABCDEF0123456789');
+    expect(out.traceparent).toBe(`00-${T}-ABCDEF0123456789-01`);
+    expect(out.baggage).toBe('k=v');
   });
 });

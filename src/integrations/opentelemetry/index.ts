@@ -35,6 +35,7 @@ import { formatBaggage, isCanonicalBaggage, parseBaggageOnce } from '../../propa
 import { FLAG_RANDOM, FLAG_SAMPLED, formatTraceparent } from '../../propagation/traceparent.js';
 import { formatTracestate, parseTracestate, updateTracestate, type TraceStateEntries } from '../../propagation/tracestate.js';
 import { ContextConfigError } from '../../errors.js';
+import { isValidSpanId, isValidTraceId } from '../../propagation/ids.js';
 import { validHexId, validSpanContext } from './span-ids.js';
 
 /** Options of {@link ContextOpenTelemetryModule.forRoot}. */
@@ -330,11 +331,14 @@ function fromTraceparent(header: string | string[] | undefined, sc: SpanContext)
  * Sets the random flag again on the `traceparent` that OTel's trace-context propagator (earlier in
  * the composite) wrote for a span of a trace that arrived with it: the flag says the trace id is
  * random, which holds for every span of the trace, but OTel's sampler gives new spans the sampled
- * bit only. Writes nothing when the SDK's propagator has no `traceparent` field.
+ * bit only. Writes nothing when the SDK's propagator has no `traceparent` field, nor for ids that
+ * the header's format refuses (OTel takes upper-case ids from another tracer; `traceparent` is lower
+ * case): OTel's own header stays, and the rest of the injection goes on.
  */
 function randomFlag(ctx: Context, carrier: unknown, setter: TextMapSetter): void {
   const sc = trace.getSpanContext(ctx);
-  if (sc === undefined || (sc.traceFlags & FLAG_RANDOM) !== 0 || ctx.getValue(RANDOM_TRACE_KEY) !== sc.traceId || !validSpanContext(sc)) return;
+  if (sc === undefined || (sc.traceFlags & FLAG_RANDOM) !== 0 || ctx.getValue(RANDOM_TRACE_KEY) !== sc.traceId) return;
+  if (!isValidTraceId(sc.traceId) || !isValidSpanId(sc.spanId)) return;
   if (!propagation.fields().includes('traceparent')) return;
   setter.set(carrier, 'traceparent', formatTraceparent(sc.traceId, sc.spanId, sc.traceFlags | FLAG_RANDOM));
 }
