@@ -1,10 +1,9 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join, resolve } from 'node:path';
 import { removeTree, transpile } from '../logging/child.js';
 import type { SpanSummary } from '../conformance/otel.js';
+import { freePort } from '../utils/brokers.js';
 
 /**
  * The official W3C Trace Context harness (w3c/trace-context `test/`, Python 3 with aiohttp) against
@@ -41,16 +40,6 @@ async function findPython(): Promise<string> {
     `The W3C harness needs Python 3 with the aiohttp package, and none of ${candidates.join(', ')} has it. ` +
       'Install it (Debian/Ubuntu: apt-get install python3-aiohttp; else pip install aiohttp), or set W3C_HARNESS_PYTHON to an interpreter that has it.',
   );
-}
-
-function freePort(): Promise<number> {
-  return new Promise((done) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => done(port));
-    });
-  });
 }
 
 interface Service {

@@ -9,14 +9,17 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { freePort } from '../utils/brokers.js';
 
 const ROOT = process.cwd();
 
-/** The child process: two TCP microservice apps, one per build; `order` says which build's app closes first. */
-const SCRIPT = (order: 'esm' | 'cjs'): string => `
+/**
+ * The child process: two TCP microservice apps, one per build, on `ports` (from the suite's `freePort`);
+ * `order` says which build's app closes first.
+ */
+const SCRIPT = (order: 'esm' | 'cjs', ports: { esm: number; cjs: number }): string => `
 import 'reflect-metadata';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import * as common from '@nestjs/common';
 import * as core from '@nestjs/core';
 import * as ms from '@nestjs/microservices';
@@ -42,10 +45,6 @@ const targets = [
 const nestOwn = targets.map(([, target, key]) => target[key]);
 const patched = () => targets.filter(([, target, key]) => target[key]?.[ORIGINAL] !== undefined).map(([name]) => name);
 const untouched = () => targets.every(([, target, key], i) => target[key] === nestOwn[i]);
-
-const freePort = () => new Promise((resolve) => {
-  const server = createServer().listen(0, '127.0.0.1', () => { const { port } = server.address(); server.close(() => resolve(port)); });
-});
 
 const look = (service) => {
   try { const context = service.get(); return { cls: context.constructor.name, id: context.correlationId }; }
@@ -75,8 +74,8 @@ function appModule(lib, name, pattern) {
   return AppModule;
 }
 
-async function start(lib, name) {
-  const options = { transport: ms.Transport.TCP, options: { host: '127.0.0.1', port: await freePort() } };
+async function start(lib, name, port) {
+  const options = { transport: ms.Transport.TCP, options: { host: '127.0.0.1', port } };
   const app = await core.NestFactory.createMicroservice(appModule(lib, name, 'dual.' + name), { ...options, logger: false });
   await app.listen();
   return { app, lib, name, options };
@@ -93,7 +92,8 @@ async function roundTrip({ app, lib, name, options }, id) {
 }
 
 const report = { before: patched() };
-const apps = { esm: await start(esm, 'EsmContext'), cjs: await start(cjs, 'CjsContext') };
+const ports = ${JSON.stringify(ports)};
+const apps = { esm: await start(esm, 'EsmContext', ports.esm), cjs: await start(cjs, 'CjsContext', ports.cjs) };
 report.bothRunning = patched();
 report.bothReplies = [await roundTrip(apps.esm, 'esm-1'), await roundTrip(apps.cjs, 'cjs-1')];
 const [first, second] = ${JSON.stringify(order)} === 'esm' ? [apps.esm, apps.cjs] : [apps.cjs, apps.esm];
@@ -106,11 +106,12 @@ report.untouched = untouched();
 console.log(JSON.stringify(report));
 `;
 
-function run(order: 'esm' | 'cjs'): Promise<{ code: number; stdout: string; stderr: string }> {
+async function run(order: 'esm' | 'cjs'): Promise<{ code: number; stdout: string; stderr: string }> {
+  const ports = { esm: await freePort(), cjs: await freePort() };
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--disable-warning=ExperimentalWarning', '--input-type=module', '-e', SCRIPT(order)],
+      ['--disable-warning=ExperimentalWarning', '--input-type=module', '-e', SCRIPT(order, ports)],
       { cwd: ROOT, timeout: 60_000 },
       (error, stdout, stderr) => resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr }),
     );

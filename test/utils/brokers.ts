@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 
 /** The brokers and databases the transport, queue, SQL and sample suites need, with the command that starts each one (as `.ci/run` does). */
@@ -77,17 +78,78 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${process.pid}-${randomUUID().slice(0, 8)}`;
 }
 
-/** A free TCP port on 127.0.0.1 (for the embedded TCP and gRPC servers). */
-export function freePort(): Promise<number> {
+/**
+ * Ports are handed out below the kernel's ephemeral range (`ip_local_port_range`): the kernel picks the
+ * local port of every outbound connection and every `listen(0)` from that range, so a port taken from it
+ * and released (as a check has to) can be taken again by a broker connection in the same moment, before
+ * the caller listens on it (CI once failed that way with EADDRINUSE). Below the range only this helper
+ * hands ports out, and each Jest worker takes its own slice of it, so the ports of parallel workers never
+ * meet either.
+ */
+const PORT_FLOOR = 10000;
+const PORT_SLICE = 400;
+
+function ephemeralRange(): [number, number] {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high) && low <= high) return [low, high];
+  } catch {
+    // Not Linux: the IANA dynamic range, which macOS and Windows use.
+  }
+  return [49152, 65535];
+}
+
+/** This worker's slice of the ports outside the ephemeral range, or undefined when there is no room for one. */
+function portSlice(): { first: number; size: number } | undefined {
+  const [low, high] = ephemeralRange();
+  const below = { first: PORT_FLOOR, end: low };
+  const above = { first: high + 1, end: 65536 };
+  const pool = below.end - below.first >= above.end - above.first ? below : above;
+  const slices = Math.floor((pool.end - pool.first) / PORT_SLICE);
+  if (slices < 1) return undefined;
+  const worker = Number(process.env.JEST_WORKER_ID ?? '1');
+  return { first: pool.first + ((Number.isInteger(worker) && worker > 0 ? worker - 1 : 0) % slices) * PORT_SLICE, size: PORT_SLICE };
+}
+
+const slice = portSlice();
+/** Where the next search starts: a random place in the slice, so test files run one after another in one worker do not retry the same ports first. */
+let nextOffset = slice === undefined ? 0 : randomInt(slice.size);
+
+function tryListen(port: number): Promise<number | undefined> {
   return new Promise((resolve, reject) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.once('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EADDRINUSE' || error.code === 'EACCES') resolve(undefined);
+      else reject(error);
+    });
+    server.listen({ port, host: '127.0.0.1', exclusive: true }, () => {
       const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
+      const bound = typeof address === 'object' && address !== null ? address.port : undefined;
+      server.close(() => resolve(bound));
     });
   });
+}
+
+/**
+ * A free TCP port on 127.0.0.1 (for the embedded TCP and gRPC servers and the child processes the suites
+ * start) that nothing else will take before the caller listens on it: see above. A test file is not handed
+ * the same port twice until it has gone round its worker's whole slice. Falls back to a port the kernel picks only where the ephemeral range leaves no room.
+ */
+export async function freePort(): Promise<number> {
+  if (slice !== undefined) {
+    for (let tried = 0; tried < slice.size; tried++) {
+      const port = slice.first + nextOffset;
+      nextOffset = (nextOffset + 1) % slice.size;
+      const free = await tryListen(port);
+      if (free !== undefined) return free;
+    }
+    throw new Error(
+      `freePort: all ${slice.size} ports from ${slice.first} are in use on 127.0.0.1. Servers from earlier tests were probably not closed; close them in afterAll/afterEach.`,
+    );
+  }
+  const kernelPicked = await tryListen(0);
+  if (kernelPicked === undefined) throw new Error('freePort: the kernel gave no free port on 127.0.0.1.');
+  return kernelPicked;
 }
 
 /**
