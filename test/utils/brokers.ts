@@ -133,7 +133,8 @@ function tryListen(port: number): Promise<number | undefined> {
 /**
  * A free TCP port on 127.0.0.1 (for the embedded TCP and gRPC servers and the child processes the suites
  * start) that nothing else will take before the caller listens on it: see above. A test file is not handed
- * the same port twice until it has gone round its worker's whole slice. Falls back to a port the kernel picks only where the ephemeral range leaves no room.
+ * the same port twice until it has gone round its worker's whole slice. Falls back to a port the kernel
+ * picks only where the ephemeral range leaves no room below or above it.
  */
 export async function freePort(): Promise<number> {
   if (slice !== undefined) {
