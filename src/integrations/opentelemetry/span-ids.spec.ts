@@ -55,10 +55,12 @@ describe('validHexId / validSpanContext: OpenTelemetry\'s own rule, in one pass'
       }),
       { numRuns: 2000 },
     );
-    // The generator reaches both answers often, and all-zero ids of the right length.
-    const sample = fc.sample(nearId(32), 1000);
-    expect(sample.filter((id) => isValidTraceId(id)).length).toBeGreaterThan(200);
-    expect(sample.filter((id) => !isValidTraceId(id)).length).toBeGreaterThan(200);
+    // The generator reaches both answers often, and all-zero ids of the right length. A fixed seed, so
+    // this check of the generator gives one answer on every run (about a fifth of its ids are valid:
+    // over 1,000 random ids that came under 200 once in 60 runs).
+    const sample = fc.sample(nearId(32), { numRuns: 1000, seed: 20261206 });
+    expect(sample.filter((id) => isValidTraceId(id)).length).toBeGreaterThan(100);
+    expect(sample.filter((id) => !isValidTraceId(id)).length).toBeGreaterThan(100);
     expect(sample.filter((id) => id === '0'.repeat(32)).length).toBeGreaterThan(20);
   });
 
