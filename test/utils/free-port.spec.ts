@@ -1,10 +1,13 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { freePort } from './brokers.js';
 
 /** The suites' `freePort` (test/utils/brokers.ts): ports outside the kernel's ephemeral range, distinct from call to call, and really free. */
 describe('freePort', () => {
-  const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  // Linux's ephemeral range, or the IANA dynamic range elsewhere (as freePort reads it).
+  const [low, high] = existsSync('/proc/sys/net/ipv4/ip_local_port_range')
+    ? readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number)
+    : [49152, 65535];
   const servers: Server[] = [];
   afterAll(async () => {
     for (const server of servers) await new Promise((resolve) => server.close(resolve));
