@@ -78,13 +78,15 @@ export function uniqueName(prefix: string): string {
   return `${prefix}-${process.pid}-${randomUUID().slice(0, 8)}`;
 }
 
-/**
- * Ports are handed out below the kernel's ephemeral range (`ip_local_port_range`): the kernel picks the
- * local port of every outbound connection and every `listen(0)` from that range, so a port taken from it
- * and released (as a check has to) can be taken again by a broker connection in the same moment, before
- * the caller listens on it (CI once failed that way with EADDRINUSE). Below the range only this helper
- * hands ports out, and each Jest worker takes its own slice of it, so the ports of parallel workers never
- * meet either.
+/*
+ * Ports are handed out below the kernel's ephemeral range (`ip_local_port_range`), or above it where
+ * there is more room: the kernel picks the local port of every outbound connection and every
+ * `listen(0)` from that range, so a port taken from it and released (as a check has to) can be taken
+ * again by a broker connection in the same moment, before the caller listens on it (CI once failed
+ * that way with EADDRINUSE). The kernel hands out no port outside the range; a service that listens on
+ * a fixed port there (RabbitMQ's 25672, say) is skipped by the check. Each Jest worker of a run takes
+ * its own slice, so the ports of its workers do not meet; two Jest runs side by side on one host would
+ * share slices, and only the check stands between them.
  */
 const PORT_FLOOR = 10000;
 const PORT_SLICE = 400;
@@ -99,8 +101,14 @@ function ephemeralRange(): [number, number] {
   return [49152, 65535];
 }
 
+/** A run of ports outside the kernel's ephemeral range. */
+export interface PortSlice {
+  readonly first: number;
+  readonly size: number;
+}
+
 /** This worker's slice of the ports outside the ephemeral range, or undefined when there is no room for one. */
-function portSlice(): { first: number; size: number } | undefined {
+function portSlice(): PortSlice | undefined {
   const [low, high] = ephemeralRange();
   const below = { first: PORT_FLOOR, end: low };
   const above = { first: high + 1, end: 65536 };
@@ -111,7 +119,9 @@ function portSlice(): { first: number; size: number } | undefined {
   return { first: pool.first + ((Number.isInteger(worker) && worker > 0 ? worker - 1 : 0) % slices) * PORT_SLICE, size: PORT_SLICE };
 }
 
-const slice = portSlice();
+/** The slice `freePort` takes ports from in this worker; undefined where it falls back to a port the kernel picks. */
+export const freePortSlice: PortSlice | undefined = portSlice();
+const slice = freePortSlice;
 /** Where the next search starts: a random place in the slice, so test files run one after another in one worker do not retry the same ports first. */
 let nextOffset = slice === undefined ? 0 : randomInt(slice.size);
 
@@ -134,7 +144,9 @@ function tryListen(port: number): Promise<number | undefined> {
  * A free TCP port on 127.0.0.1 (for the embedded TCP and gRPC servers and the child processes the suites
  * start) that nothing else will take before the caller listens on it: see above. A test file is not handed
  * the same port twice until it has gone round its worker's whole slice. Falls back to a port the kernel
- * picks only where the ephemeral range leaves no room below or above it.
+ * picks only where the ephemeral range leaves no room below or above it. The check binds 127.0.0.1, where
+ * the callers listen; on Linux it also finds a port held on 0.0.0.0 or on a dual-stack `::` (as an app
+ * that listens without a host holds it), but not one held on `::1` alone.
  */
 export async function freePort(): Promise<number> {
   if (slice !== undefined) {
